@@ -1,0 +1,58 @@
+from decimal import Decimal
+
+from rest_framework import serializers
+
+from apps.cafe.models import Order, Table
+
+
+class TableSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Table
+        fields = ["id", "number", "name", "status", "branch", "updated_at"]
+        read_only_fields = ["id", "number", "name", "branch", "updated_at"]
+
+
+class OrderItemSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
+    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0"))
+
+
+class OrderSerializer(serializers.ModelSerializer):
+    items = OrderItemSerializer(many=True, allow_empty=True, required=False)
+    table = serializers.PrimaryKeyRelatedField(queryset=Table.objects.none(), allow_null=True, required=False)
+
+    class Meta:
+        model = Order
+        fields = ["id", "table", "branch", "status", "items", "total", "created_at", "updated_at"]
+        read_only_fields = ["id", "branch", "total", "created_at", "updated_at"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        request = self.context.get("request")
+        company_id = getattr(getattr(request, "user", None), "company_id", None)
+        # Only the user's own company's tables resolve; any other id is "does not exist".
+        self.fields["table"].queryset = Table.objects.filter(company_id=company_id)
+
+    def validate_items(self, items):
+        return [{"name": item["name"], "quantity": item["quantity"], "price": str(item["price"])} for item in items]
+
+    def _derive(self, validated_data):
+        """The total from the items; the branch from the table (an order follows its table)."""
+        if "items" in validated_data:
+            validated_data["total"] = sum(
+                (Decimal(item["price"]) * item["quantity"] for item in validated_data["items"]), Decimal("0")
+            )
+        table = validated_data.get("table")
+        if table is not None:
+            validated_data["branch"] = table.branch
+        return validated_data
+
+    def create(self, validated_data):
+        user = self.context["request"].user
+        validated_data = self._derive(validated_data)
+        validated_data.setdefault("branch", user.branch)
+        return super().create({**validated_data, "company_id": user.company_id})
+
+    def update(self, instance, validated_data):
+        return super().update(instance, self._derive(validated_data))

@@ -1,0 +1,162 @@
+"""Settings of the nurcrm realtime app.
+
+Every deploy-time value comes from the environment (see core/env.py and the README's
+table of variables). DEBUG is off unless set; with DEBUG off the app refuses to start
+without the settings production needs, naming them in one line.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+
+from core.env import Env, SettingsError
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = Env()
+
+DEBUG = env.bool("DEBUG", False)
+PRODUCTION = not DEBUG
+
+SECRET_KEY = env.required("SECRET_KEY", production=PRODUCTION, fallback="dev-only-insecure-secret-key-0123456789")
+
+# An explicit list; "*" only when someone writes it on purpose.
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", () if PRODUCTION else ("localhost", "127.0.0.1", "[::1]"))
+if PRODUCTION and not ALLOWED_HOSTS:
+    env.missing.append("ALLOWED_HOSTS")
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS",
+    [f"https://{host.lstrip('.')}" for host in ALLOWED_HOSTS if host != "*"],
+)
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "apps.users",
+    "apps.cafe",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "core.urls"
+ASGI_APPLICATION = "core.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# PostgreSQL in deployments; SQLite beside the code when unset, for a local run.
+DATABASE_URL = env.required("DATABASE_URL", production=PRODUCTION, fallback=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 60))}
+
+AUTH_USER_MODEL = "users.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Behind nginx, which terminates TLS and sets X-Forwarded-Proto.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- Channel layer -----------------------------------------------------------------
+# "redis" is channels_redis.core.RedisChannelLayer (groups are the sorted sets
+# <prefix>:group:<name>); "redis-pubsub" is RedisPubSubChannelLayer (groups are the
+# pub/sub channels <prefix>__group__<name>); "memory" works in one process only and
+# exists for tests: with several workers, messages never cross between them.
+CHANNEL_LAYER_BACKENDS = {
+    "redis": "channels_redis.core.RedisChannelLayer",
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "memory": "channels.layers.InMemoryChannelLayer",
+}
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis")
+if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
+    raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(CHANNEL_LAYER_BACKENDS)}")
+REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")
+CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "asgi")
+_layer_config = {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}
+if CHANNEL_LAYER == "redis":
+    _layer_config.update(
+        capacity=env.int("CHANNEL_LAYER_CAPACITY", 100),
+        group_expiry=env.int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
+    )
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
+        "CONFIG": {} if CHANNEL_LAYER == "memory" else _layer_config,
+    }
+}
+
+# --- Authentication ----------------------------------------------------------------
+JWT_SIGNING_KEY = env.required("JWT_SIGNING_KEY", production=PRODUCTION, fallback=SECRET_KEY)
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework_simplejwt.authentication.JWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 100,
+}
+SIMPLE_JWT = {
+    "SIGNING_KEY": JWT_SIGNING_KEY,
+    "ALGORITHM": "HS256",
+    "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_TTL", 15 * 60)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_TTL", 7 * 24 * 3600)),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- WebSocket ----------------------------------------------------------------------
+# A text frame longer than this gets an error reply (the socket stays open); the ASGI
+# server's own, larger frame limit closes the socket with 1009.
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
+# The Sec-WebSocket-Protocol name a client offers beside its token, and that the
+# server answers with: the token itself is never echoed.
+WS_AUTH_SUBPROTOCOL = "nurcrm.bearer"
+
+# --- Logging -------------------------------------------------------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact_tokens": {"()": "core.logs.RedactTokens"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]},
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False}},
+}
+
+env.check()

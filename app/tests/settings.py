@@ -1,0 +1,22 @@
+"""The production settings module, fed a production-like environment (DEBUG off).
+
+Only what a test run cannot have is swapped: SQLite instead of PostgreSQL and the
+in-memory channel layer (the Redis suites switch to the real layers themselves).
+"""
+
+import os
+
+for name, value in {
+    "DEBUG": "0",
+    "SECRET_KEY": "test-secret-key-not-for-production-0123456789",
+    "JWT_SIGNING_KEY": "test-jwt-signing-key-not-for-production-0123456789",
+    "ALLOWED_HOSTS": "testserver,app.nurcrm.kg",
+    "DATABASE_URL": "sqlite:///:memory:",
+    "REDIS_URL": "redis://127.0.0.1:1/0",
+    "CHANNEL_LAYER": "memory",
+}.items():
+    os.environ[name] = value
+
+from core.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast hashing for test users only

@@ -1,0 +1,87 @@
+"""Against a real Redis (checklist item 3): both channels_redis layers carry events, groups live where redis-cli looks.
+
+RedisChannelLayer keeps a group as the sorted set `asgi:group:<name>` (ZRANGE);
+RedisPubSubChannelLayer publishes on `asgi__group__<name>` (PUBSUB NUMSUB).
+"""
+
+import io
+import uuid
+
+import pytest
+import redis
+from channels.db import database_sync_to_async
+from django.core.management import call_command
+
+from apps.cafe.groups import company_group
+from apps.cafe.models import Table
+from apps.cafe.views import send_table_status_changed_notification
+from tests.conftest import connect_ok, socket_to, token_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+BACKENDS = {
+    "redis": "channels_redis.core.RedisChannelLayer",
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+
+
+@pytest.fixture(params=BACKENDS, ids=BACKENDS)
+def redis_layer(request, settings, redis_server):
+    """Point the app at the real Redis with one of the two layers and a prefix of this test's own."""
+    prefix = f"asgi{uuid.uuid4().hex[:8]}"
+    config = {"hosts": [redis_server], "prefix": prefix}
+    if request.param == "redis":
+        config.update(capacity=100, group_expiry=86400)
+    settings.REDIS_URL = redis_server
+    settings.CHANNEL_LAYER = request.param
+    settings.CHANNEL_LAYER_PREFIX = prefix
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": BACKENDS[request.param], "CONFIG": config}}
+    return request.param, prefix, redis.Redis.from_url(redis_server, decode_responses=True)
+
+
+async def test_notification_from_sync_code_reaches_a_consumer_through_redis(redis_layer, tenant):
+    """async_to_sync(group_send) in the real sender, a consumer on the real Redis layer, one event delivered."""
+    company, (main, _), user = tenant
+    table = await database_sync_to_async(lambda: Table.objects.filter(branch=main).first())()
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
+        await database_sync_to_async(send_table_status_changed_notification)(table)
+        event = await ws.receive_json_from(timeout=5)
+    assert (event["type"], event["data"]["id"]) == ("table_status_changed", str(table.id))
+
+
+async def test_group_of_a_connected_consumer_is_visible_in_redis(redis_layer, tenant):
+    """While a socket is open its group is the sorted set asgi:group:<name> holding its channel
+    (RedisChannelLayer), or a pub/sub channel asgi__group__<name> with a subscriber (pub/sub layer)."""
+    backend, prefix, client = redis_layer
+    company, _, user = tenant
+    group = company_group(company.id)
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
+        if backend == "redis":
+            key = f"{prefix}:group:{group}"
+            assert client.type(key) == "zset"
+            members = client.zrange(key, 0, -1)
+            assert len(members) == 1 and members[0].startswith("specific.")
+        else:
+            assert client.pubsub_numsub(f"{prefix}__group__{group}") == [(f"{prefix}__group__{group}", 1)]
+            assert client.keys(f"{prefix}:group:*") == []
+    if backend == "redis":
+        assert client.zcard(f"{prefix}:group:{group}") == 0, "disconnect must leave the group"
+
+
+async def test_send_test_notification_reports_groups_and_listeners(redis_layer, tenant):
+    """The command sends through the real sender and counts each group's listeners from Redis."""
+    backend, prefix, _ = redis_layer
+    company, (main, _), user = tenant
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
+        out = io.StringIO()
+        await database_sync_to_async(call_command)(
+            "send_test_notification", "--company", str(company.id), "--branch", str(main.id), stdout=out
+        )
+        event = await ws.receive_json_from(timeout=5)
+    assert event["type"] == "table_status_changed" and event["data"]["branch_id"] == str(main.id)
+    lines = out.getvalue().splitlines()
+    assert f"  {company_group(company.id)}: 1 " in "\n".join(lines)
+    assert any(line.startswith(f"  {company_group(company.id)}_{main.id}: 0 ") for line in lines)

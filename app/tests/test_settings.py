@@ -1,0 +1,99 @@
+"""Django settings from the environment (checklist item 4), read by a fresh interpreter each time."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+APP_DIR = Path(__file__).resolve().parent.parent
+PRODUCTION_ENV = {
+    "SECRET_KEY": "s" * 50,
+    "JWT_SIGNING_KEY": "j" * 50,
+    "ALLOWED_HOSTS": "app.nurcrm.kg",
+    "DATABASE_URL": "postgres://nur:pw@127.0.0.1:5432/nurcrm",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+}
+SHOW = (
+    "import json; from django.conf import settings as s; print(json.dumps({"
+    "'DEBUG': s.DEBUG, 'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'ASGI_APPLICATION': s.ASGI_APPLICATION,"
+    "'CHANNEL_LAYERS': s.CHANNEL_LAYERS, 'ENGINE': s.DATABASES['default']['ENGINE'],"
+    "'CSRF_TRUSTED_ORIGINS': s.CSRF_TRUSTED_ORIGINS}))"
+)
+
+
+def django(*args, **env):
+    """Run manage.py with exactly this environment (plus PATH), as systemd would."""
+    clean = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "core.settings", **env}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=APP_DIR, env=clean, capture_output=True, text=True)
+
+
+def settings_with(**env):
+    result = django("shell", "--verbosity", "0", "-c", SHOW, **env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_production_settings_come_from_the_environment():
+    seen = settings_with(**PRODUCTION_ENV)
+    assert seen["DEBUG"] is False
+    assert seen["ALLOWED_HOSTS"] == ["app.nurcrm.kg"]
+    assert seen["CSRF_TRUSTED_ORIGINS"] == ["https://app.nurcrm.kg"]
+    assert seen["ASGI_APPLICATION"] == "core.asgi.application"
+    assert seen["ENGINE"] == "django.db.backends.postgresql"
+    layer = seen["CHANNEL_LAYERS"]["default"]
+    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["CONFIG"] == {
+        "hosts": ["redis://127.0.0.1:6379/0"],
+        "prefix": "asgi",
+        "capacity": 100,
+        "group_expiry": 86400,
+    }
+
+
+def test_pubsub_layer_and_its_options_are_selectable():
+    layer = settings_with(**PRODUCTION_ENV, CHANNEL_LAYER="redis-pubsub", CHANNEL_LAYER_PREFIX="nur")["CHANNEL_LAYERS"][
+        "default"
+    ]
+    assert layer == {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"], "prefix": "nur"},
+    }
+
+
+def test_local_run_without_settings_uses_sqlite_and_loopback_hosts():
+    seen = settings_with(DEBUG="1")
+    assert seen["ENGINE"] == "django.db.backends.sqlite3"
+    assert seen["ALLOWED_HOSTS"] == ["localhost", "127.0.0.1", "[::1]"]
+
+
+@pytest.mark.parametrize("missing", sorted(PRODUCTION_ENV))
+def test_a_missing_production_setting_stops_startup_with_one_line_naming_it(missing):
+    env = {k: v for k, v in PRODUCTION_ENV.items() if k != missing}
+    result = django("check", **env)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and missing in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "name,value", [("DEBUG", "maybe"), ("CHANNEL_LAYER", "rabbit"), ("CHANNEL_LAYER_CAPACITY", "lots")]
+)
+def test_a_malformed_setting_is_named(name, value):
+    result = django("check", **PRODUCTION_ENV, **{name: value})
+    assert result.returncode != 0 and name in result.stderr.strip().splitlines()[-1]
+
+
+def test_asgi_application_refuses_to_import_without_production_settings():
+    """What gunicorn imports fails with the setting's name as its last line."""
+    result = subprocess.run(
+        [sys.executable, "-c", "import core.asgi"],
+        cwd=APP_DIR,
+        env={"PATH": os.environ["PATH"], **{k: v for k, v in PRODUCTION_ENV.items() if k != "SECRET_KEY"}},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr.strip().splitlines()[-1]

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what this project needs on a fresh Debian 12 machine (run as root):
+# Debian packages, then one virtualenv (.venv) with the pinned Python requirements.
+# Safe to rerun: it skips what is already in place.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(redis-server python3-venv)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=300 update -q
+  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Reinstall only when a requirements file changed since the last install.
+stamp=".venv/.requirements-$(cat requirements.txt app/requirements*.txt | sha256sum | cut -c1-16)"
+if [[ ! -f "$stamp" ]]; then
+  echo "setup: installing Python requirements into .venv"
+  [[ -x .venv/bin/python ]] || python3 -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt
+  rm -f .venv/.requirements-*
+  touch "$stamp"
+fi
+echo "setup: ready (.venv)"
