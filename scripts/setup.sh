@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server python3-venv)
+APT_PACKAGES=(redis-server)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
