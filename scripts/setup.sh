@@ -19,12 +19,14 @@ if ((${#missing[@]})); then
 fi
 
 # Reinstall only when a requirements file changed since the last install.
-stamp=".venv/.requirements-$(cat requirements.txt app/requirements*.txt | sha256sum | cut -c1-16)"
+stamp=".venv/.requirements-$(cat requirements.txt app/requirements*.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [[ ! -f "$stamp" ]]; then
   echo "setup: installing Python requirements into .venv"
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
+  # The doctor's console command, nurcrm-doctor (pyproject.toml).
+  .venv/bin/pip install -q -e .
   rm -f .venv/.requirements-*
   touch "$stamp"
 fi

@@ -11,6 +11,7 @@ from pathlib import Path
 import dj_database_url
 
 from core.env import Env, SettingsError
+from core.layers import BACKENDS, channel_layers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -97,28 +98,22 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # <prefix>:group:<name>); "redis-pubsub" is RedisPubSubChannelLayer (groups are the
 # pub/sub channels <prefix>__group__<name>); "memory" works in one process only and
 # exists for tests: with several workers, messages never cross between them.
-CHANNEL_LAYER_BACKENDS = {
-    "redis": "channels_redis.core.RedisChannelLayer",
-    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-    "memory": "channels.layers.InMemoryChannelLayer",
-}
 CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis")
-if CHANNEL_LAYER not in CHANNEL_LAYER_BACKENDS:
-    raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(CHANNEL_LAYER_BACKENDS)}")
+if CHANNEL_LAYER not in BACKENDS:
+    raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(BACKENDS)}")
 REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "asgi")
-_layer_config = {"hosts": [REDIS_URL], "prefix": CHANNEL_LAYER_PREFIX}
-if CHANNEL_LAYER == "redis":
-    _layer_config.update(
+try:
+    CHANNEL_LAYERS = channel_layers(
+        CHANNEL_LAYER,
+        REDIS_URL,
+        prefix=CHANNEL_LAYER_PREFIX,
         capacity=env.int("CHANNEL_LAYER_CAPACITY", 100),
         group_expiry=env.int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
+        socket_timeout=env.int("REDIS_SOCKET_TIMEOUT", 15),
     )
-CHANNEL_LAYERS = {
-    "default": {
-        "BACKEND": CHANNEL_LAYER_BACKENDS[CHANNEL_LAYER],
-        "CONFIG": {} if CHANNEL_LAYER == "memory" else _layer_config,
-    }
-}
+except ValueError as exc:
+    raise SettingsError(f"REDIS_SOCKET_TIMEOUT: {exc}") from None
 
 # --- Authentication ----------------------------------------------------------------
 JWT_SIGNING_KEY = env.required("JWT_SIGNING_KEY", production=PRODUCTION, fallback=SECRET_KEY)

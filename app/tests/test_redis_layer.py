@@ -15,27 +15,22 @@ from django.core.management import call_command
 from apps.cafe.groups import company_group
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
+from core.layers import channel_layers
 from tests.conftest import connect_ok, socket_to, token_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
-BACKENDS = {
-    "redis": "channels_redis.core.RedisChannelLayer",
-    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
-}
+BACKENDS = ("redis", "redis-pubsub")
 
 
 @pytest.fixture(params=BACKENDS, ids=BACKENDS)
 def redis_layer(request, settings, redis_server):
     """Point the app at the real Redis with one of the two layers and a prefix of this test's own."""
     prefix = f"asgi{uuid.uuid4().hex[:8]}"
-    config = {"hosts": [redis_server], "prefix": prefix}
-    if request.param == "redis":
-        config.update(capacity=100, group_expiry=86400)
     settings.REDIS_URL = redis_server
     settings.CHANNEL_LAYER = request.param
     settings.CHANNEL_LAYER_PREFIX = prefix
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": BACKENDS[request.param], "CONFIG": config}}
+    settings.CHANNEL_LAYERS = channel_layers(request.param, redis_server, prefix=prefix)
     return request.param, prefix, redis.Redis.from_url(redis_server, decode_responses=True)
 
 
@@ -85,3 +80,18 @@ async def test_send_test_notification_reports_groups_and_listeners(redis_layer, 
     lines = out.getvalue().splitlines()
     assert f"  {company_group(company.id)}: 1 " in "\n".join(lines)
     assert any(line.startswith(f"  {company_group(company.id)}_{main.id}: 0 ") for line in lines)
+
+
+async def test_an_idle_socket_outlives_the_layers_blocking_read(redis_layer, tenant):
+    """Idle longer than RedisChannelLayer's 5 s BZPOPMIN: the consumer is alive and still receives.
+
+    With redis-py 8's default 5 s read timeout the consumer died here of "Timeout reading from Redis"."""
+    company, (main, _), user = tenant
+    table = await database_sync_to_async(lambda: Table.objects.filter(branch=main).first())()
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
+        assert await ws.receive_nothing(timeout=6.5, interval=0.5)
+        await ws.send_json_to({"action": "ping"})
+        assert (await ws.receive_json_from(timeout=5))["type"] == "pong"
+        await database_sync_to_async(send_table_status_changed_notification)(table)
+        assert (await ws.receive_json_from(timeout=5))["type"] == "table_status_changed"

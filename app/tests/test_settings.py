@@ -16,6 +16,8 @@ PRODUCTION_ENV = {
     "DATABASE_URL": "postgres://nur:pw@127.0.0.1:5432/nurcrm",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
+# The read timeout outlasts RedisChannelLayer's 5 s blocking wait (see core/settings.py).
+REDIS_HOST = {"address": "redis://127.0.0.1:6379/0", "socket_timeout": 15, "socket_connect_timeout": 5}
 SHOW = (
     "import json; from django.conf import settings as s; print(json.dumps({"
     "'DEBUG': s.DEBUG, 'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'ASGI_APPLICATION': s.ASGI_APPLICATION,"
@@ -45,12 +47,7 @@ def test_production_settings_come_from_the_environment():
     assert seen["ENGINE"] == "django.db.backends.postgresql"
     layer = seen["CHANNEL_LAYERS"]["default"]
     assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert layer["CONFIG"] == {
-        "hosts": ["redis://127.0.0.1:6379/0"],
-        "prefix": "asgi",
-        "capacity": 100,
-        "group_expiry": 86400,
-    }
+    assert layer["CONFIG"] == {"hosts": [REDIS_HOST], "prefix": "asgi", "capacity": 100, "group_expiry": 86400}
 
 
 def test_pubsub_layer_and_its_options_are_selectable():
@@ -59,7 +56,7 @@ def test_pubsub_layer_and_its_options_are_selectable():
     ]
     assert layer == {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": ["redis://127.0.0.1:6379/0"], "prefix": "nur"},
+        "CONFIG": {"hosts": [REDIS_HOST], "prefix": "nur"},
     }
 
 
@@ -79,7 +76,13 @@ def test_a_missing_production_setting_stops_startup_with_one_line_naming_it(miss
 
 
 @pytest.mark.parametrize(
-    "name,value", [("DEBUG", "maybe"), ("CHANNEL_LAYER", "rabbit"), ("CHANNEL_LAYER_CAPACITY", "lots")]
+    "name,value",
+    [
+        ("DEBUG", "maybe"),
+        ("CHANNEL_LAYER", "rabbit"),
+        ("CHANNEL_LAYER_CAPACITY", "lots"),
+        ("REDIS_SOCKET_TIMEOUT", "5"),
+    ],
 )
 def test_a_malformed_setting_is_named(name, value):
     result = django("check", **PRODUCTION_ENV, **{name: value})

@@ -1,24 +1,21 @@
-"""Fixtures of the checklist tests: the hosts of each layer, the public site, a WebSocket client.
+"""Fixtures of the checklist tests: the hosts of each layer, the doctor's facts, a client of the site.
 
-The tests run against whatever inventory pytest is given (molecule passes the local one):
-hosts come from the inventory groups web / app / redis / db, and every expected value is
-read from the deployed hosts themselves (nginx -T, gunicorn's config, the app's env file),
-so the same checks can judge another deployment.
+The tests run against whatever inventory pytest is given (molecule passes the local one). The
+checks they share with the doctor (doctor/checks.py) judge facts that doctor/walk.py gathers
+read-only; the rest drive the stack as a client would (REST, WebSocket) and read the hosts.
 """
 
 import asyncio
 import json
-import re
 import shlex
-import ssl
-import tempfile
 import urllib.request
-from dataclasses import dataclass, field
 
 import pytest
 import testinfra
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
+from doctor.walk import gather
 
 # The demo tenant that seed_demo creates (app/apps/cafe/management/commands/seed_demo.py).
 DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
@@ -26,16 +23,12 @@ DEMO_BRANCHES = {"Main hall": "5eed0000-0000-4000-8000-0000000000b1", "Terrace":
 DEMO_USER = "demo"
 # The production note's fixed values.
 SOCKET = "/home/nur/asgi.sock"
-WORKERS = 3
 SERVICE = "gunicorn"
 
 
 def hosts_of(config, group):
     return testinfra.get_hosts(
-        [f"ansible://{group}"],
-        connection="ansible",
-        ansible_inventory=config.option.ansible_inventory,
-        sudo=config.option.sudo,
+        [f"ansible://{group}"], connection="ansible", ansible_inventory=config.option.ansible_inventory
     )
 
 
@@ -49,108 +42,58 @@ def app(pytestconfig):
     return hosts_of(pytestconfig, "app")[0]
 
 
-def blocks(text, header):
-    """The bodies of every `header { ... }` block in nginx -T output (nested braces included)."""
-    found = []
-    for match in re.finditer(header + r"\s*\{", text):
-        depth, start = 1, match.end()
-        for index in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[index], 0)
-            if depth == 0:
-                found.append(text[start:index])
-                break
-    return found
+@pytest.fixture(scope="session")
+def facts(pytestconfig):
+    """Everything the doctor sees, gathered once."""
+    return gather(pytestconfig.option.ansible_inventory)[1]
 
 
-def block(text, header):
-    """The body of the one `header { ... }` block; fails naming the header if there is none."""
-    found = blocks(text, header)
-    assert found, f"no `{header} {{` block in the nginx configuration"
-    return found[0]
+def assert_passes(result):
+    assert result.status == "pass", f"{result.check}: {result.evidence} -> fix: {result.fix}"
 
 
 @pytest.fixture(scope="session")
-def nginx_conf(web):
-    """Every file nginx loads (nginx -T), without comments."""
-    return re.sub(r"#[^\n]*", "", web.check_output("nginx -T 2>/dev/null"))
+def site(facts):
+    return facts.site
 
 
 @pytest.fixture(scope="session")
-def app_env_file(app):
-    return re.search(r"^EnvironmentFile=(\S+)", app.check_output(f"systemctl cat {SERVICE}"), re.M).group(1)
+def app_env_file(facts):
+    return facts.gunicorn["env_file"]
 
 
 @pytest.fixture(scope="session")
-def app_env(app, app_env_file):
-    """The app's settings as the env file gives them to systemd (KEY='value' lines)."""
-    return dict(re.findall(r"^(\w+)='(.*)'$", app.file(app_env_file).content_string, re.M))
+def used_tokens():
+    return []
 
 
 def manage(app, *args):
     """manage.py on the app host, as the app user with the deployed settings."""
-    return app.check_output("nurcrm-manage " + " ".join(shlex.quote(a) for a in args))
-
-
-@dataclass
-class Site:
-    """The public side of the deployment, as a client sees it."""
-
-    server_name: str
-    port: int
-    cafile: str | None
-    tokens: list = field(default_factory=list)
-
-    @property
-    def origin(self):
-        return f"https://{self.server_name}"
-
-    def url(self, path):
-        netloc = self.server_name if self.port == 443 else f"{self.server_name}:{self.port}"
-        return f"https://{netloc}{path}"
-
-    def ws_url(self, query=""):
-        return self.url("/ws/cafe/tables/").replace("https://", "wss://", 1) + (f"?{query}" if query else "")
-
-    def tls(self):
-        return ssl.create_default_context(cafile=self.cafile)
-
-    def request(self, method, path, token=None, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.url(path), data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        if token:
-            req.add_header("Authorization", f"Bearer {token}")
-        with urllib.request.urlopen(req, context=self.tls(), timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-
-    def socket(self, query="", **kwargs):
-        return connect(self.ws_url(query), origin=self.origin, ssl=self.tls(), open_timeout=10, **kwargs)
+    return app.check_output("nurcrm-manage " + shlex.join(args))
 
 
 @pytest.fixture(scope="session")
-def site(web, nginx_conf):
-    tls_servers = [body for body in blocks(nginx_conf, r"\bserver") if re.search(r"listen[^;]*\bssl\b", body)]
-    assert tls_servers, "nginx has no server listening with ssl"
-    server = tls_servers[0]
-    server_name = re.search(r"server_name\s+([^\s;]+)", server).group(1)
-    port = int(re.search(r"listen\s+\S*?(\d+)\s+ssl", server).group(1))
-    cert = re.search(r"ssl_certificate\s+([^;]+);", server).group(1)
-    x509 = web.run(f"openssl x509 -in {cert} -noout -subject -issuer -nameopt RFC2253")
-    subject, issuer = (line.split("=", 1)[1] for line in x509.stdout.splitlines())
-    cafile = None
-    if subject == issuer:  # self-signed: trust exactly this certificate
-        with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as pem:
-            pem.write(web.file(cert).content_string)
-        cafile = pem.name
-    return Site(server_name, port, cafile)
-
-
-@pytest.fixture(scope="session")
-def token(app, site):
+def token(app, used_tokens):
     """A fresh access token of the demo user, minted on the app host."""
     value = manage(app, "issue_token", "--user", DEMO_USER)
-    site.tokens.append(value)
+    used_tokens.append(value)
     return value
+
+
+def request(site, method, path, token=None, body=None):
+    """An HTTPS request to the site; (status, JSON body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(site.url(path, scheme="https"), data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, context=site.tls_context(), timeout=10) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def socket_to(site, query=""):
+    url = site.url() + (f"?{query}" if query else "")
+    return connect(url, origin=site.origin, ssl=site.tls_context(), open_timeout=10)
 
 
 async def receive(ws, timeout=5):

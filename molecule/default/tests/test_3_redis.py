@@ -2,15 +2,25 @@
 prefix), and a connected client's group shows up where channels_redis keeps it."""
 
 import asyncio
-import hashlib
 import shlex
 
-from conftest import DEMO_COMPANY, SERVICE, receive
-from test_2_asgi import worker_pids
+import pytest
+from conftest import DEMO_COMPANY, assert_passes, receive, socket_to
+
+from doctor import checks
 
 testinfra_hosts = ["ansible://app"]
 
-LAYER_SETTINGS = ("REDIS_URL", "CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX")
+REDIS_CHECKS = [checks.redis_reachable, checks.redis_authenticated, checks.workers_share_redis]
+
+
+@pytest.mark.parametrize("check", REDIS_CHECKS, ids=lambda c: c.__name__)
+def test_redis_passes(facts, check):
+    assert_passes(check(facts))
+
+
+def test_the_group_of_the_doctors_socket_exists(facts):
+    assert_passes(checks.group_exists(facts))
 
 
 def redis_cli(host, env_file, *args):
@@ -19,37 +29,16 @@ def redis_cli(host, env_file, *args):
     return host.check_output(f"bash -c {shlex.quote(command)}")
 
 
-def fingerprint(value):
-    return hashlib.sha256(value.encode()).hexdigest()[:12]
-
-
-def test_redis_answers_ping(host, app_env_file):
-    assert redis_cli(host, app_env_file, "PING") == "PONG"
-
-
-def test_every_worker_uses_the_same_redis_database_and_prefix(host, app_env):
-    """All workers read one REDIS_URL (host, port, database), one layer and one prefix: the env file's."""
-    expected = tuple(fingerprint(app_env.get(name, "")) for name in LAYER_SETTINGS)
-    for pid in worker_pids(host):
-        environ = dict(
-            item.split("=", 1) for item in host.file(f"/proc/{pid}/environ").content_string.split("\0") if "=" in item
-        )
-        seen = tuple(fingerprint(environ.get(name, "")) for name in LAYER_SETTINGS)
-        assert seen == expected, f"worker {pid} differs from {SERVICE}'s env file in {LAYER_SETTINGS} (hashes shown)"
-
-
-def test_channel_layer_is_a_redis_one(app_env):
-    assert app_env["CHANNEL_LAYER"] in ("redis", "redis-pubsub")
-
-
-def test_a_connected_clients_group_appears_in_redis(host, app_env, app_env_file, site, token):
-    """RedisChannelLayer: ZRANGE asgi:group:cafe_tables_<company>; pub/sub layer: PUBSUB NUMSUB asgi__group__..."""
-    prefix, group = app_env.get("CHANNEL_LAYER_PREFIX", "asgi"), f"cafe_tables_{DEMO_COMPANY}"
+def test_redis_cli_shows_a_connected_clients_group(host, facts, app_env_file, site, token):
+    """What an operator types: ZRANGE asgi:group:cafe_tables_<company> (RedisChannelLayer)
+    or PUBSUB NUMSUB asgi__group__cafe_tables_<company> (RedisPubSubChannelLayer)."""
+    env = facts.gunicorn["env"]
+    prefix, group = env["CHANNEL_LAYER_PREFIX"] or "asgi", f"cafe_tables_{DEMO_COMPANY}"
 
     async def check():
-        async with site.socket(f"token={token}") as ws:
+        async with socket_to(site, f"token={token}") as ws:
             assert (await receive(ws))["type"] == "connection_established"
-            if app_env["CHANNEL_LAYER"] == "redis":
+            if env["CHANNEL_LAYER"] in (None, "redis"):
                 members = redis_cli(host, app_env_file, "ZRANGE", f"{prefix}:group:{group}", "0", "-1").split()
                 assert any(member.startswith("specific.") for member in members), members
             else:

@@ -1,39 +1,27 @@
-"""Checklist item 4, Django settings as the deployed env gives them: ALLOWED_HOSTS,
-ASGI_APPLICATION = "core.asgi.application", CHANNEL_LAYERS on Redis."""
-
-import json
+"""Checklist item 4, Django settings as the running workers see them: ALLOWED_HOSTS,
+ASGI_APPLICATION = "core.asgi.application", CHANNEL_LAYERS on Redis, DEBUG off."""
 
 import pytest
-from conftest import manage
+from conftest import assert_passes
+
+from doctor import checks
 
 testinfra_hosts = ["ansible://app"]
 
-SHOW = (
-    "import json; from django.conf import settings as s; print(json.dumps({'ALLOWED_HOSTS': s.ALLOWED_HOSTS,"
-    " 'ASGI_APPLICATION': s.ASGI_APPLICATION, 'BACKEND': s.CHANNEL_LAYERS['default']['BACKEND'], 'DEBUG': s.DEBUG}))"
-)
+DJANGO_CHECKS = [
+    checks.django_allowed_hosts,
+    checks.django_asgi_application,
+    checks.django_channel_layer,
+    checks.django_debug_off,
+]
 
 
-@pytest.fixture(scope="module")
-def settings(host):
-    return json.loads(manage(host, "shell", "--verbosity", "0", "-c", SHOW).splitlines()[-1])
+@pytest.mark.parametrize("check", DJANGO_CHECKS, ids=lambda c: c.__name__)
+def test_django_settings_pass(facts, check):
+    assert_passes(check(facts))
 
 
-def test_allowed_hosts_is_an_explicit_list_with_the_public_name(settings, site):
-    assert "*" not in settings["ALLOWED_HOSTS"]
-    assert site.server_name in settings["ALLOWED_HOSTS"]
-
-
-def test_asgi_application_is_core_asgi(settings):
-    assert settings["ASGI_APPLICATION"] == "core.asgi.application"
-
-
-def test_channel_layer_backend_is_redis(settings):
-    assert settings["BACKEND"] in (
-        "channels_redis.core.RedisChannelLayer",
-        "channels_redis.pubsub.RedisPubSubChannelLayer",
-    )
-
-
-def test_debug_is_off(settings):
-    assert settings["DEBUG"] is False
+def test_every_worker_reports_the_redis_channel_layer(facts):
+    backends = {report["channel_layer"] for report in facts.reports.values()}
+    assert backends <= {"channels_redis.core.RedisChannelLayer", "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    assert len(facts.reports) == 3

@@ -5,7 +5,9 @@ and no token in nginx's or gunicorn's logs afterwards."""
 import asyncio
 
 import pytest
-from conftest import DEMO_BRANCHES, DEMO_COMPANY, DEMO_USER, close_code, manage, receive
+from conftest import DEMO_BRANCHES, DEMO_COMPANY, DEMO_USER, close_code, manage, receive, request, socket_to
+
+from doctor import checks
 
 testinfra_hosts = ["ansible://app"]
 
@@ -23,9 +25,16 @@ print('Notification sent', table.id)
 """
 
 
+def test_the_doctors_token_socket_and_notification_pass(facts):
+    """The doctor's own walk: a token minted on the host, connection_established, a delivered event."""
+    for check in (checks.consumer_accepts_token, checks.delivery):
+        result = check(facts)
+        assert result.ok, f"{result.check}: {result.evidence} -> fix: {result.fix}"
+
+
 def test_valid_token_gets_connection_established_and_ping_gets_pong(site, token):
     async def check():
-        async with site.socket(f"token={token}") as ws:
+        async with socket_to(site, f"token={token}") as ws:
             hello = await receive(ws)
             assert hello["type"] == "connection_established"
             assert hello["company_id"] == DEMO_COMPANY and hello["tables"]
@@ -37,10 +46,10 @@ def test_valid_token_gets_connection_established_and_ping_gets_pong(site, token)
 
 def test_orders_created_and_changed_over_rest_reach_the_socket(site, token):
     async def check():
-        async with site.socket(f"token={token}") as ws:
+        async with socket_to(site, f"token={token}") as ws:
             table = (await receive(ws))["tables"][0]
             order = {"table": table["id"], "items": [{"name": "Plov", "quantity": 2, "price": "350.00"}]}
-            status, created = await asyncio.to_thread(site.request, "POST", "/api/cafe/orders/", token, order)
+            status, created = await asyncio.to_thread(request, site, "POST", "/api/cafe/orders/", token, order)
             assert status == 201
             event = await receive(ws)
             assert (event["type"], event["data"]["id"], event["data"]["total"]) == (
@@ -49,7 +58,7 @@ def test_orders_created_and_changed_over_rest_reach_the_socket(site, token):
                 "700.00",
             )
             path = f"/api/cafe/orders/{created['id']}/"
-            status, _ = await asyncio.to_thread(site.request, "PATCH", path, token, {"status": "served"})
+            status, _ = await asyncio.to_thread(request, site, "PATCH", path, token, {"status": "served"})
             assert status == 200
             event = await receive(ws)
             assert (event["type"], event["data"]["status"]) == ("order_updated", "served")
@@ -59,11 +68,11 @@ def test_orders_created_and_changed_over_rest_reach_the_socket(site, token):
 
 def test_table_status_change_over_rest_reaches_the_socket(site, token):
     async def check():
-        async with site.socket(f"token={token}") as ws:
+        async with socket_to(site, f"token={token}") as ws:
             table = (await receive(ws))["tables"][-1]
             new_status = "reserved" if table["status"] != "reserved" else "free"
             path = f"/api/cafe/tables/{table['id']}/"
-            status, _ = await asyncio.to_thread(site.request, "PATCH", path, token, {"status": new_status})
+            status, _ = await asyncio.to_thread(request, site, "PATCH", path, token, {"status": new_status})
             assert status == 200
             event = await receive(ws)
             assert (event["type"], event["data"]["id"], event["data"]["status"]) == (
@@ -79,7 +88,7 @@ def test_shell_sender_delivers_table_status_changed(host, site, token):
     """send_table_status_changed_notification(table) from `manage.py shell -c` reaches the browser's socket."""
 
     async def check():
-        async with site.socket(f"token={token}") as ws:
+        async with socket_to(site, f"token={token}") as ws:
             await receive(ws)
             output = await asyncio.to_thread(manage, host, "shell", "-c", SHELL_SENDER)
             table_id = output.split()[-1]
@@ -93,7 +102,7 @@ def test_branch_socket_gets_its_branch_events_and_not_another_branchs(host, site
     main, terrace = DEMO_BRANCHES["Main hall"], DEMO_BRANCHES["Terrace"]
 
     async def check():
-        async with site.socket(f"token={token}&branch_id={main}") as ws:
+        async with socket_to(site, f"token={token}&branch_id={main}") as ws:
             hello = await receive(ws)
             assert {table["branch_id"] for table in hello["tables"]} == {main}
             for branch in (terrace, main):
@@ -108,12 +117,12 @@ def test_branch_socket_gets_its_branch_events_and_not_another_branchs(host, site
     asyncio.run(check())
 
 
-def test_expired_token_is_closed_with_4401(host, site):
+def test_expired_token_is_closed_with_4401(host, site, used_tokens):
     expired = manage(host, "issue_token", "--user", DEMO_USER, "--ttl", "-60")
-    site.tokens.append(expired)
+    used_tokens.append(expired)
 
     async def check():
-        async with site.socket(f"token={expired}") as ws:
+        async with socket_to(site, f"token={expired}") as ws:
             assert await close_code(ws) == 4401
 
     asyncio.run(check())
@@ -123,15 +132,15 @@ def test_expired_token_is_closed_with_4401(host, site):
     "log",
     ["nginx access log", "nginx error log", "gunicorn journal"],
 )
-def test_no_token_reached_the_logs(host, web, site, log):
+def test_no_token_reached_the_logs(host, web, used_tokens, log):
     """Runs last in this file: every token used above, and any JWT at all, is absent from the logs."""
-    assert site.tokens, "the tests above used no token"
+    assert used_tokens, "the tests above used no token"
     text = {
         "nginx access log": lambda: web.file("/var/log/nginx/access.log").content_string,
         "nginx error log": lambda: web.file("/var/log/nginx/error.log").content_string,
         "gunicorn journal": lambda: host.check_output("journalctl -u gunicorn --no-pager -o cat"),
     }[log]()
     assert "/ws/cafe/tables/" in text or log != "nginx access log", "the access log saw no socket at all"
-    for used in site.tokens:
+    for used in used_tokens:
         assert used not in text
     assert "eyJhbGciOi" not in text, f"a JWT is in the {log}"

@@ -1,0 +1,49 @@
+"""What a running worker really uses, written where the doctor can read it.
+
+gunicorn's post_worker_init hook (roles/asgi/templates/gunicorn.conf.py.j2) calls
+`write_report()` in every worker once the app is loaded; `worker_exit` removes the file.
+The report holds no secret: the Redis URL is reduced to host, port, database and whether
+a password is set.
+"""
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from django.conf import settings
+
+
+def redis_target(url):
+    """Host, port, database and password presence of a Redis URL, without the password."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        return {"socket": parts.path, "db": int((query.get("db") or ["0"])[0]), "password": bool(parts.password)}
+    db = parts.path.lstrip("/") or (query.get("db") or ["0"])[0]
+    return {"host": parts.hostname, "port": parts.port or 6379, "db": int(db), "password": bool(parts.password)}
+
+
+def effective_settings(worker_class=""):
+    layer = settings.CHANNEL_LAYERS["default"]
+    return {
+        "pid": os.getpid(),
+        "worker_class": worker_class,
+        "asgi_application": settings.ASGI_APPLICATION,
+        "allowed_hosts": list(settings.ALLOWED_HOSTS),
+        "debug": settings.DEBUG,
+        "channel_layer": layer["BACKEND"],
+        "channel_layer_prefix": layer.get("CONFIG", {}).get("prefix", ""),
+        "redis": redis_target(settings.REDIS_URL),
+    }
+
+
+def write_report(directory, worker):
+    cls = type(worker)
+    report = effective_settings(f"{cls.__module__}.{cls.__qualname__}")
+    path = Path(directory) / f"worker-{report['pid']}.json"
+    path.write_text(json.dumps(report))
+
+
+def remove_report(directory, pid):
+    Path(directory, f"worker-{pid}.json").unlink(missing_ok=True)

@@ -1,0 +1,302 @@
+"""The doctor's eyes on a host: one read-only pass that returns facts as JSON.
+
+This file runs ON the host (Debian's python3, standard library only, as root), sent by
+doctor/hosts.py. It changes nothing: it reads files and /proc, asks systemctl, nginx -T,
+journalctl and redis-cli, and mints a token (which writes nothing). It never returns a
+secret: Redis URLs are reduced to host, port, database and whether a password is set.
+
+    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send", ...}
+"""
+
+import base64
+import glob
+import grp
+import hashlib
+import json
+import os
+import re
+import stat
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+TOKEN_RE = re.compile(r"((?:token|access|refresh)=)[^&\s\"']+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+", re.I)
+LAYER_KEYS = ("ALLOWED_HOSTS", "CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX", "DEBUG")
+
+
+def redact(text):
+    return TOKEN_RE.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+
+
+def run(argv, timeout=10, env=None, input_text=None):
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input_text)
+        return {"rc": done.returncode, "out": done.stdout, "err": done.stderr}
+    except FileNotFoundError as exc:
+        return {"rc": 127, "out": "", "err": str(exc)}
+    except subprocess.TimeoutExpired:
+        return {"rc": 124, "out": "", "err": f"timed out after {timeout}s"}
+
+
+def read(path, limit=200_000):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read(limit)
+    except OSError:
+        return None
+
+
+def redis_target(url):
+    if not url:
+        return None
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    if parts.scheme == "unix":
+        return {"socket": parts.path, "db": int((query.get("db") or ["0"])[0]), "password": bool(parts.password)}
+    db = parts.path.lstrip("/") or (query.get("db") or ["0"])[0]
+    return {"host": parts.hostname, "port": parts.port or 6379, "db": int(db), "password": bool(parts.password)}
+
+
+def fingerprint(value):
+    return hashlib.sha256((value or "").encode()).hexdigest()[:12]
+
+
+def layer_view(env):
+    """The channel-layer settings of an environment, safe to show: no password, a fingerprint of the URL."""
+    view = {key: env.get(key) for key in LAYER_KEYS}
+    view["REDIS"] = redis_target(env.get("REDIS_URL"))
+    view["REDIS_URL_FINGERPRINT"] = fingerprint(env.get("REDIS_URL"))
+    return view
+
+
+def parse_env_file(text):
+    env = {}
+    for line in (text or "").splitlines():
+        match = re.match(r"^\s*(?:export\s+)?(\w+)=(.*)$", line)
+        if match and not line.lstrip().startswith("#"):
+            value = match.group(2).strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            env[match.group(1)] = value
+    return env
+
+
+def unit_show(unit):
+    props = "ActiveState,SubState,UnitFileState,MainPID,ExecStart,EnvironmentFiles,User,Group,NRestarts"
+    out = run(["systemctl", "show", unit, "-p", props])["out"]
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def children(pid):
+    found = []
+    for stat_path in glob.glob("/proc/[0-9]*/stat"):
+        text = read(stat_path) or ""
+        fields = text.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[1] == str(pid):
+            found.append(int(stat_path.split("/")[2]))
+    return sorted(found)
+
+
+def environ(pid):
+    raw = read(f"/proc/{pid}/environ") or ""
+    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
+
+
+def recent_lines(lines, pattern, parse_time, since):
+    hits = []
+    for line in lines:
+        if not re.search(pattern, line):
+            continue
+        stamp = parse_time(line)
+        if stamp is None or stamp >= since:
+            hits.append(redact(line.strip())[:400])
+    return hits[-20:]
+
+
+def nginx_time(line):
+    match = re.match(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)", line)
+    return datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S") if match else None
+
+
+def nginx_facts(args):
+    test = run(["nginx", "-T"])
+    dump = test["out"]
+    if test["rc"] != 0:  # nginx -T dumps nothing when the test fails: read what it would load
+        paths = ["/etc/nginx/nginx.conf", *sorted(glob.glob("/etc/nginx/conf.d/*.conf"))]
+        paths += sorted(glob.glob("/etc/nginx/sites-enabled/*"))
+        dump = "\n".join(f"# configuration file {p}:\n{read(p) or ''}" for p in paths)
+    user = re.search(r"^\s*user\s+([^\s;]+)", dump, re.M)
+    certificates = set(re.findall(r"^\s*ssl_certificate\s+([^;]+);", dump, re.M))
+    return {
+        "test_rc": test["rc"],
+        "test_err": redact(test["err"])[-2000:],
+        "dump": dump,
+        "active": run(["systemctl", "is-active", "nginx"])["out"].strip(),
+        "user": user.group(1) if user else "www-data",
+        # Certificates are public; the doctor trusts a self-signed one only where the inventory says so.
+        "certificates": {path.strip(): read(path.strip()) for path in certificates},
+        "errors": nginx_errors(args),
+    }
+
+
+def nginx_errors(args):
+    since = datetime.now() - timedelta(seconds=args["since_seconds"])
+    log = (read("/var/log/nginx/error.log", 2_000_000) or "").splitlines()[-500:]
+    return recent_lines(log, r"\[(error|crit|alert|emerg)\]", nginx_time, since)
+
+
+def gunicorn_errors(args):
+    since = f"-{int(args['since_seconds'])}s"
+    journal = run(["journalctl", "-u", args["service"], "--since", since, "--no-pager", "-o", "short-iso"])["out"]
+    pattern = r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |Traceback|Worker failed to boot|status=\d+/"
+    return [redact(line)[:400] for line in journal.splitlines() if re.search(pattern, line)][-20:]
+
+
+def gunicorn_config(text):
+    def value(name):
+        match = re.search(rf"^{name}\s*=\s*(.+)$", text or "", re.M)
+        return match.group(1).strip() if match else None
+
+    bind = value("bind") or ""
+    return {
+        "worker_class": (value("worker_class") or "sync").strip("\"'"),
+        "workers": value("workers"),
+        "binds": re.findall(r"[\"']([^\"']+)[\"']", bind),
+    }
+
+
+def socket_facts(path, nginx_user):
+    facts = {"path": path, "exists": os.path.lexists(path)}
+    if facts["exists"]:
+        info = os.lstat(path)
+        facts.update(is_socket=stat.S_ISSOCK(info.st_mode), mode=oct(info.st_mode & 0o777))
+        facts["group"] = grp.getgrgid(info.st_gid).gr_name
+        probe = f"import socket; socket.socket(socket.AF_UNIX).connect({path!r})"
+        connect = run(["runuser", "-u", nginx_user, "--", "python3", "-c", probe])
+        facts["nginx_user_connects"] = connect["rc"] == 0
+        facts["connect_error"] = connect["err"].strip().splitlines()[-1:] if connect["rc"] else []
+    return facts
+
+
+def gunicorn_facts(args, nginx_user):
+    service = args["service"]
+    unit = unit_show(service)
+    exec_start = unit.get("ExecStart", "")
+    config_path = re.search(r"--config[ =](\S+)", exec_start)
+    config_path = config_path.group(1) if config_path else None
+    config_text = read(config_path) if config_path else None
+    env_files = re.findall(r"(/\S+)", unit.get("EnvironmentFiles", ""))
+    env = {}
+    for path in env_files:
+        env.update(parse_env_file(read(path)))
+    main_pid = int(unit.get("MainPID") or 0)
+    workers = children(main_pid) if main_pid else []
+    reports = {}
+    for path in glob.glob(f"/run/{service}/worker-*.json"):
+        try:
+            report = json.loads(read(path) or "{}")
+        except ValueError:
+            continue
+        if report.get("pid") in workers:
+            reports[str(report["pid"])] = report
+    config = gunicorn_config(config_text)
+    unix = [b[len("unix:") :] for b in config["binds"] if b.startswith("unix:")]
+    errors = gunicorn_errors(args)
+    time.sleep(args.get("sample_seconds", 1.0))
+    return {
+        "unit": {k: unit.get(k) for k in ("ActiveState", "SubState", "UnitFileState", "User", "Group", "NRestarts")},
+        "main_pid": main_pid,
+        "config_path": config_path,
+        "config": config,
+        "env_file": env_files[0] if env_files else None,
+        "env": layer_view(env),
+        "workers": workers,
+        "workers_later": children(main_pid) if main_pid else [],
+        "worker_env": {str(pid): layer_view(environ(pid)) for pid in workers},
+        "reports": reports,
+        "socket": socket_facts(unix[0], nginx_user) if unix else None,
+        "errors": errors,
+    }, env
+
+
+def redis_facts(env):
+    """PING with the app's own REDIS_URL, and without its password (auth must then be refused)."""
+    url = env.get("REDIS_URL")
+    if not url:
+        return {"configured": False}
+    target = redis_target(url)
+    ping = run(["redis-cli", "--no-auth-warning", "-u", url, "PING"], timeout=5)
+    anonymous = None
+    if target.get("password"):
+        parts = urlsplit(url)
+        bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+        anonymous = run(["redis-cli", "-u", bare, "PING"], timeout=5)["out"].strip()
+    return {
+        "configured": True,
+        "target": target,
+        "ping": (ping["out"] + ping["err"]).strip()[-300:],
+        "anonymous_ping": anonymous,
+    }
+
+
+def manage(args, *command, timeout=30):
+    return run(["nurcrm-manage", *command], timeout=timeout)
+
+
+def facts(args):
+    result = {"hostname": os.uname().nodename, "roles": args["roles"]}
+    nginx_user = "www-data"
+    if "web" in args["roles"]:
+        result["nginx"] = nginx_facts(args)
+        nginx_user = result["nginx"]["user"]
+    if "app" in args["roles"]:
+        result["gunicorn"], env = gunicorn_facts(args, nginx_user)
+        result["redis"] = redis_facts(env)
+        if args.get("token_user"):
+            minted = manage(args, "issue_token", "--user", args["token_user"], *args.get("token_args", []))
+            result["token"] = minted["out"].strip() if minted["rc"] == 0 else None
+            result["token_error"] = redact(minted["err"]).strip()[-300:]
+    if "redis" in args["roles"]:
+        result["redis_service"] = run(["systemctl", "is-active", "redis-server"])["out"].strip()
+    return result
+
+
+def send(args):
+    """Send table_status_changed through the real sender; report its output, timing and the group keys."""
+    started = time.time()
+    sent = manage(args, "send_test_notification", "--company", args["company"])
+    result = {"rc": sent["rc"], "out": sent["out"][-2000:], "err": redact(sent["err"])[-1000:], "started": started}
+    env = {}
+    unit = unit_show(args["service"])
+    for path in re.findall(r"(/\S+)", unit.get("EnvironmentFiles", "")):
+        env.update(parse_env_file(read(path)))
+    prefix = env.get("CHANNEL_LAYER_PREFIX", "asgi")
+    if env.get("REDIS_URL") and env.get("CHANNEL_LAYER", "redis") == "redis":
+        pattern = f"{prefix}:group:cafe_tables_{args['company']}*"
+        scan = run(
+            ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], "--scan", "--pattern", pattern], timeout=5
+        )
+        result["group_keys"] = sorted(scan["out"].split())[:20]
+    return result
+
+
+def logs(args):
+    """Error lines logged since args["since_seconds"] ago, by gunicorn and nginx."""
+    result = {}
+    if "app" in args["roles"]:
+        result["gunicorn"] = gunicorn_errors(args)
+    if "web" in args["roles"]:
+        result["nginx"] = nginx_errors(args)
+    return result
+
+
+def main():
+    args = json.loads(base64.b64decode(sys.argv[1]))
+    handler = {"facts": facts, "send": send, "logs": logs}[args["mode"]]
+    print(json.dumps(handler(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,131 @@
+"""The deployment as a client sees it: name resolution, TLS, the WebSocket handshake, a session."""
+
+import asyncio
+import json
+import socket
+import ssl
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+WS_PATH = "/ws/cafe/tables/"
+
+
+@dataclass
+class Site:
+    server_name: str
+    port: int
+    origin: str
+    cafile: str | None = None  # a self-signed certificate the inventory vouches for
+
+    @classmethod
+    def trusting(cls, server_name, port, origin, certificate_pem=None):
+        cafile = None
+        if certificate_pem:
+            with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as pem:
+                pem.write(certificate_pem)
+            cafile = pem.name
+        return cls(server_name, port, origin, cafile)
+
+    @property
+    def netloc(self):
+        return self.server_name if self.port == 443 else f"{self.server_name}:{self.port}"
+
+    def url(self, path=WS_PATH, scheme="wss"):
+        return f"{scheme}://{self.netloc}{path}"
+
+    def tls_context(self):
+        return ssl.create_default_context(cafile=self.cafile)
+
+
+def tls_facts(site, timeout=5):
+    """Where the name resolves, and the certificate a verifying client gets (or why it gets none)."""
+    facts = {"addresses": [], "error": None}
+    try:
+        infos = socket.getaddrinfo(site.server_name, site.port, type=socket.SOCK_STREAM)
+        facts["addresses"] = sorted({info[4][0] for info in infos})
+    except OSError as exc:
+        facts["error"] = f"{site.server_name} does not resolve: {exc}"
+        return facts
+    try:
+        with socket.create_connection((site.server_name, site.port), timeout=timeout) as raw:
+            with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
+                cert = tls.getpeercert()
+                facts["protocol"] = tls.version()
+        not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
+        facts["not_after"] = not_after.isoformat()
+        facts["days_left"] = (not_after - datetime.now(UTC)).days
+        facts["issuer"] = dict(item[0] for item in cert.get("issuer", ()))
+    except ssl.SSLCertVerificationError as exc:
+        facts["error"] = f"certificate rejected: {exc.verify_message}"
+    except (OSError, ssl.SSLError) as exc:
+        facts["error"] = f"TLS connection to {site.netloc} failed: {exc}"
+    return facts
+
+
+def handshake(site, path=WS_PATH, timeout=5):
+    """Send a WebSocket upgrade without a token; the status line nginx answers with."""
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: {site.server_name}\r\nOrigin: {site.origin}\r\n"
+        "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Key: bnVyY3JtLWRvY3Rvci0xMg==\r\n\r\n"
+    )
+    try:
+        with socket.create_connection((site.server_name, site.port), timeout=timeout) as raw:
+            with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
+                tls.sendall(request.encode())
+                head = b""
+                while b"\r\n\r\n" not in head and len(head) < 16384:
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+    except (OSError, ssl.SSLError) as exc:
+        return {"status": None, "error": str(exc)}
+    status_line = head.split(b"\r\n", 1)[0].decode("latin1")
+    parts = status_line.split(" ", 2)
+    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+    return {"status": status, "status_line": status_line, "error": None if status else f"no HTTP answer: {head[:80]!r}"}
+
+
+async def _session(site, token, send, timeout):
+    facts = {"hello": None, "close_code": None, "close_reason": None, "pong_ms": None, "event": None}
+    try:
+        async with connect(
+            site.url() + f"?token={token}", origin=site.origin, ssl=site.tls_context(), open_timeout=timeout
+        ) as ws:
+            facts["hello"] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            started = time.monotonic()
+            await ws.send(json.dumps({"action": "ping"}))
+            pong = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            facts["pong_ms"] = round((time.monotonic() - started) * 1000, 1) if pong.get("type") == "pong" else None
+            if facts["hello"].get("type") == "connection_established":
+                sending = asyncio.create_task(asyncio.to_thread(send, facts["hello"]["company_id"]))
+                started = time.monotonic()
+                try:
+                    while True:
+                        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+                        if message.get("type") == "table_status_changed":
+                            facts["event"] = message
+                            facts["event_ms"] = round((time.monotonic() - started) * 1000, 1)
+                            break
+                except TimeoutError:
+                    pass
+                facts["send"] = await sending
+    except ConnectionClosed as closed:
+        if closed.rcvd:
+            facts["close_code"], facts["close_reason"] = closed.rcvd.code, closed.rcvd.reason
+    except InvalidStatus as exc:
+        facts["http_status"] = exc.response.status_code
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        facts["error"] = f"{type(exc).__name__}: {exc}"
+    return facts
+
+
+def session(site, token, send, timeout=5):
+    """Connect with the token, ping, have `send(company_id)` run on the host, wait for the event."""
+    return asyncio.run(_session(site, token, send, timeout))
