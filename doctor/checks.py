@@ -51,6 +51,7 @@ class Facts:
     session: dict = field(default_factory=dict)
     send: dict = field(default_factory=dict)
     nginx_conf: str = ""  # the web host's configuration without comments
+    walk_logs: dict = field(default_factory=dict)  # host -> error lines logged during the walk
 
     @property
     def gunicorn(self):
@@ -584,7 +585,9 @@ def consumer_accepts_token(f):
         "consumer",
         "consumer_accepts_token",
         "consumer",
-        f"no connection_established: {s.get('error') or s.get('http_status') or s.get('hello')}",
+        "no connection_established: "
+        + (f"the handshake with a token answered HTTP {s['http_status']}" if s.get("http_status") else "")
+        + str(s.get("error") or s.get("hello") or ""),
         "see the logs below",
     )
 

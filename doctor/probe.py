@@ -150,7 +150,8 @@ def nginx_errors(args):
 def gunicorn_errors(args):
     since = f"-{int(args['since_seconds'])}s"
     journal = run(["journalctl", "-u", args["service"], "--since", since, "--no-pager", "-o", "short-iso"])["out"]
-    pattern = r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |Traceback|Worker failed to boot|status=\d+/"
+    # Error records and the one-line summary of each exception (not the traceback's frames).
+    pattern = r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |: [\w.]+(Error|Exception): |Worker failed to boot|status=\d+/"
     return [redact(line)[:400] for line in journal.splitlines() if re.search(pattern, line)][-20:]
 
 

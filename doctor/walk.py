@@ -61,12 +61,11 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
     if token and not facts.tls.get("error"):
         facts.session = session(facts.site, token, send)
     window = time.time() - started + 1
-    walk_logs = {
+    facts.walk_logs = {
         name: hosts.probe(layout.hosts[g], mode="logs", roles=layout.roles_of(g), service=SERVICE, since_seconds=window)
         for g, name in layout.names.items()
         if g in ("web", "app")
     }
-    facts.walk_logs = walk_logs
     return layout, facts
 
 
@@ -84,7 +83,7 @@ def evaluate(facts):
 
 def _walk_errors(facts):
     lines = []
-    for found in getattr(facts, "walk_logs", {}).values():
+    for found in facts.walk_logs.values():
         lines += found.get("gunicorn", []) + found.get("nginx", [])
     if lines:
         return checks.failed(
@@ -98,5 +97,8 @@ def _walk_errors(facts):
 
 
 def recent_log_lines(facts):
-    """Errors of the last ten minutes, shown with the first failing check."""
-    return (facts.gunicorn.get("errors") or []) + ((facts.web.get("nginx") or {}).get("errors") or [])
+    """Errors of the last ten minutes, the walk's own included, shown with the first failing check."""
+    lines = (facts.gunicorn.get("errors") or []) + ((facts.web.get("nginx") or {}).get("errors") or [])
+    for found in facts.walk_logs.values():
+        lines += found.get("gunicorn", []) + found.get("nginx", [])
+    return list(dict.fromkeys(lines))

@@ -59,7 +59,7 @@ RESTARTS_GUNICORN = {"in-memory-channel-layer", "different-group-names", "origin
 
 @pytest.fixture(scope="module")
 def inventory(pytestconfig):
-    return pytestconfig.option.ansible_inventory
+    return str(Path(pytestconfig.option.ansible_inventory).resolve())
 
 
 @pytest.fixture(scope="module")
