@@ -1,5 +1,9 @@
 """The CHANNEL_LAYERS setting, built in one place for settings.py and the Redis test suites."""
 
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 BACKENDS = {
     "redis": "channels_redis.core.RedisChannelLayer",
     "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
@@ -14,13 +18,21 @@ def channel_layers(backend, redis_url, prefix="asgi", capacity=100, group_expiry
 
     redis-py 8 reads with a 5 s socket timeout by default: with it, every consumer whose
     socket stays idle dies of "Timeout reading from Redis" when BZPOPMIN's 5 s run out.
-    The read timeout must outlast the blocking read.
+    The read timeout must outlast the blocking read. After Redis restarts, every pooled
+    connection is dead: without a retry on ConnectionError the first use of each one fails
+    (a 500 at the next handshake), so a command is retried on a fresh connection.
     """
     if backend == "memory":
         return {"default": {"BACKEND": BACKENDS[backend], "CONFIG": {}}}
     if socket_timeout <= BLOCKING_READ:
         raise ValueError(f"the Redis read timeout ({socket_timeout} s) must exceed the {BLOCKING_READ} s blocking read")
-    host = {"address": redis_url, "socket_timeout": socket_timeout, "socket_connect_timeout": 5}
+    host = {
+        "address": redis_url,
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": 5,
+        "retry": Retry(ExponentialBackoff(cap=1, base=0.05), 3),
+        "retry_on_error": [RedisConnectionError],
+    }
     config = {"hosts": [host], "prefix": prefix}
     if backend == "redis":
         config.update(capacity=capacity, group_expiry=group_expiry)

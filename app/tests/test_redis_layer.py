@@ -4,19 +4,23 @@ RedisChannelLayer keeps a group as the sorted set `asgi:group:<name>` (ZRANGE);
 RedisPubSubChannelLayer publishes on `asgi__group__<name>` (PUBSUB NUMSUB).
 """
 
+import asyncio
 import io
 import uuid
 
 import pytest
 import redis
 from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
+from django.utils.module_loading import import_string
 
 from apps.cafe.groups import company_group
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
+from core.asgi import application
 from core.layers import channel_layers
-from tests.conftest import connect_ok, socket_to, token_for
+from tests.conftest import ORIGIN, connect_ok, socket_to, token_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
@@ -95,3 +99,34 @@ async def test_an_idle_socket_outlives_the_layers_blocking_read(redis_layer, ten
         assert (await ws.receive_json_from(timeout=5))["type"] == "pong"
         await database_sync_to_async(send_table_status_changed_notification)(table)
         assert (await ws.receive_json_from(timeout=5))["type"] == "table_status_changed"
+
+
+async def test_the_layer_works_at_once_after_redis_restarts(restartable_redis):
+    """After Redis restarts, the layer's pooled connections are dead; the next group_add and
+    group_send are retried on fresh ones instead of failing (in a handshake: an HTTP 500)."""
+    config = channel_layers("redis", restartable_redis.url)["default"]
+    layer = import_string(config["BACKEND"])(**config["CONFIG"])
+    channel = await layer.new_channel()
+    await layer.group_add("restart", channel)
+    restartable_redis.restart()
+    await layer.group_add("restart", channel)
+    await layer.group_send("restart", {"type": "after.restart"})
+    assert (await asyncio.wait_for(layer.receive(channel), 5))["type"] == "after.restart"
+    await layer.flush()
+
+
+@pytest.mark.parametrize("refusal", ["expired-token", "foreign-branch"])
+async def test_a_refused_socket_leaves_nothing_running(redis_layer, tenant, other_tenant, refusal):
+    """A refused socket's application ends with its disconnect: no consumer lives on polling Redis
+    (which also held up every worker's graceful shutdown)."""
+    if refusal == "expired-token":
+        query = f"token={token_for(tenant[2], ttl=-5)}"
+    else:
+        query = f"token={token_for(tenant[2])}&branch_id={other_tenant[1][0].id}"
+    communicator = WebsocketCommunicator(application, f"/ws/cafe/tables/?{query}", headers=[(b"origin", ORIGIN)])
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_output())["type"] == "websocket.close"
+    await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
+    done, _ = await asyncio.wait([communicator.future], timeout=3)
+    assert done, "the refused socket's application is still running"

@@ -17,12 +17,19 @@ PRODUCTION_ENV = {
     "REDIS_URL": "redis://127.0.0.1:6379/0",
 }
 # The read timeout outlasts RedisChannelLayer's 5 s blocking wait (see core/settings.py).
-REDIS_HOST = {"address": "redis://127.0.0.1:6379/0", "socket_timeout": 15, "socket_connect_timeout": 5}
+# and a command on a dead pooled connection (Redis restarted) is retried on a fresh one.
+REDIS_HOST = {
+    "address": "redis://127.0.0.1:6379/0",
+    "socket_timeout": 15,
+    "socket_connect_timeout": 5,
+    "retry": "Retry",
+    "retry_on_error": ["ConnectionError"],
+}
 SHOW = (
     "import json; from django.conf import settings as s; print(json.dumps({"
     "'DEBUG': s.DEBUG, 'ALLOWED_HOSTS': s.ALLOWED_HOSTS, 'ASGI_APPLICATION': s.ASGI_APPLICATION,"
     "'CHANNEL_LAYERS': s.CHANNEL_LAYERS, 'ENGINE': s.DATABASES['default']['ENGINE'],"
-    "'CSRF_TRUSTED_ORIGINS': s.CSRF_TRUSTED_ORIGINS}))"
+    "'CSRF_TRUSTED_ORIGINS': s.CSRF_TRUSTED_ORIGINS}, default=lambda o: getattr(o, '__name__', type(o).__name__)))"
 )
 
 

@@ -1,16 +1,12 @@
 """The staff screens' socket: table and order events of one company, or one branch of it.
 
-Close codes (sent after accepting, so browsers can read them):
-  4400  branch_id is not a UUID
-  4401  token missing, malformed, expired, or its user unknown
-  4403  the user has no company, or branch_id names another company's branch
-Every bad frame gets {"type": "error", "code": ..., "message": ...} and the socket stays open.
+Only authorised sockets get here: apps.users.ws_auth refuses the others (4400/4401/4403)
+before a consumer starts. Every bad frame gets {"type": "error", "code": ..., "message": ...}
+and the socket stays open.
 """
 
 import json
 import logging
-import uuid
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -20,36 +16,14 @@ from django.utils import timezone
 from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
-from apps.users.models import Branch
 
 logger = logging.getLogger(__name__)
-
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
 
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
     async def connect(self):
-        self.group = None
-        user = self.scope["user"]
-        if not user.is_authenticated:
-            return await self.refuse(CLOSE_UNAUTHORIZED, self.scope.get("auth_error") or "not authenticated")
-        if user.company_id is None:
-            return await self.refuse(CLOSE_FORBIDDEN, "user has no company")
-
-        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
-        raw_branch = (query.get("branch_id") or [""])[0]
-        branch_id = None
-        if raw_branch:
-            try:
-                branch_id = uuid.UUID(raw_branch)
-            except ValueError:
-                return await self.refuse(CLOSE_BAD_REQUEST, "branch_id is not a UUID")
-            if not await self._branch_of_company(branch_id, user.company_id):
-                return await self.refuse(CLOSE_FORBIDDEN, "branch_id is not a branch of the user's company")
-
-        self.company_id, self.branch_id = user.company_id, branch_id
+        user, branch = self.scope["user"], self.scope.get("branch")
+        self.company_id, self.branch_id = user.company_id, branch.pk if branch else None
         self.group = socket_group(self.company_id, self.branch_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept(self.scope.get("auth_subprotocol"))
@@ -65,14 +39,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         )
 
     async def disconnect(self, code):
-        if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-
-    async def refuse(self, code, reason):
-        """Accept, then close with an application code: a refused handshake would hide the reason."""
-        logger.info("websocket refused with %s: %s", code, reason)
-        await self.accept(self.scope.get("auth_subprotocol"))
-        await self.close(code=code, reason=reason)
+        await self.channel_layer.group_discard(self.group, self.channel_name)
 
     # --- Frames from the client -------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
@@ -110,10 +77,6 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         await self.send_json({"type": "order_updated", "data": event["data"]})
 
     # --- Database ----------------------------------------------------------------------
-    @database_sync_to_async
-    def _branch_of_company(self, branch_id, company_id):
-        return Branch.objects.filter(pk=branch_id, company_id=company_id).exists()
-
     @database_sync_to_async
     def _snapshot(self):
         tables = Table.objects.filter(company_id=self.company_id)

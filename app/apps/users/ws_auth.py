@@ -1,23 +1,44 @@
-"""JWT authentication for WebSocket connections.
+"""Who may open a WebSocket, decided before any consumer (and its channel-layer receive) starts.
 
 Production clients send the access token as `?token=<JWT>`. Clients that can keep it out
 of URLs offer two subprotocols instead, `nurcrm.bearer` and the token; the server then
-answers with `nurcrm.bearer` alone, never echoing the token.
+answers with `nurcrm.bearer` alone, never echoing the token. `branch_id=<uuid>` scopes the
+socket to one branch of the user's company.
+
+A refused socket is accepted, then closed with an application code (a refused handshake
+would hide the reason from browsers):
+  4400  branch_id is not a UUID
+  4401  token missing, malformed, expired, or its user unknown or inactive
+  4403  the user has no company, or branch_id names another company's branch
+The refusal is answered here, not by a consumer: a consumer starts a blocking channel-layer
+receive at once, and channels_redis loses the cancellation of a receive that is only just
+starting, so every refused consumer lived on, polling Redis, and held up worker shutdown.
 """
 
 import logging
+import uuid
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
-from channels.middleware import BaseMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AnonymousUser
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
+from apps.users.models import Branch
+
 logger = logging.getLogger(__name__)
+
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+class Refused(Exception):
+    def __init__(self, code, reason):
+        super().__init__(reason)
+        self.code, self.reason = code, reason
 
 
 def token_from_scope(scope):
@@ -36,26 +57,67 @@ def _active_user(user_id):
     return get_user_model().objects.select_related("company", "branch").filter(pk=user_id, is_active=True).first()
 
 
+@database_sync_to_async
+def _branch_of_company(branch_id, company_id):
+    return Branch.objects.filter(pk=branch_id, company_id=company_id).first()
+
+
 async def authenticate(raw_token):
-    """(user, error): the token's active user, or AnonymousUser and why not."""
+    """The token's active user, or Refused(4401) saying why not (never quoting the token)."""
     if not raw_token:
-        return AnonymousUser(), "missing token"
+        raise Refused(CLOSE_UNAUTHORIZED, "missing token")
     try:
         token = AccessToken(raw_token)
     except TokenError as exc:
-        # simplejwt words it "Token is expired" / "Token is invalid"; the token itself is not in it.
-        return AnonymousUser(), str(exc).lower()
+        raise Refused(CLOSE_UNAUTHORIZED, str(exc).lower()) from None  # "token is expired" / "token is invalid"
     user = await _active_user(token.get(api_settings.USER_ID_CLAIM))
     if user is None:
-        return AnonymousUser(), "token user is unknown or inactive"
-    return user, None
+        raise Refused(CLOSE_UNAUTHORIZED, "token user is unknown or inactive")
+    if user.company_id is None:
+        raise Refused(CLOSE_FORBIDDEN, "user has no company")
+    return user
 
 
-class JWTAuthMiddleware(BaseMiddleware):
-    """Puts `user`, `auth_error` and `auth_subprotocol` into the scope of every WebSocket."""
+async def branch_scope(scope, user):
+    """The branch named by ?branch_id=, which must be the user's company's, or None."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin1"))
+    raw = (query.get("branch_id") or [""])[0]
+    if not raw:
+        return None
+    try:
+        branch_id = uuid.UUID(raw)
+    except ValueError:
+        raise Refused(CLOSE_BAD_REQUEST, "branch_id is not a UUID") from None
+    branch = await _branch_of_company(branch_id, user.company_id)
+    if branch is None:
+        raise Refused(CLOSE_FORBIDDEN, "branch_id is not a branch of the user's company")
+    return branch
+
+
+async def refuse(receive, send, refusal, subprotocol):
+    """Accept, close with the refusal's code, and wait for the disconnect: a complete, short life."""
+    logger.info("websocket refused with %s: %s", refusal.code, refusal.reason)
+    if (await receive())["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept", "subprotocol": subprotocol})
+    await send({"type": "websocket.close", "code": refusal.code, "reason": refusal.reason})
+    while (await receive())["type"] != "websocket.disconnect":
+        pass
+
+
+class JWTAuthMiddleware:
+    """Lets through only sockets of an active user of a company (and of its branch, if named):
+    their scope gets `user`, `branch` and `auth_subprotocol`. Everyone else is refused here."""
+
+    def __init__(self, inner):
+        self.inner = inner
 
     async def __call__(self, scope, receive, send):
         raw_token, subprotocol = token_from_scope(scope)
-        user, error = await authenticate(raw_token)
-        scope = dict(scope, user=user, auth_error=error, auth_subprotocol=subprotocol)
-        return await super().__call__(scope, receive, send)
+        try:
+            user = await authenticate(raw_token)
+            branch = await branch_scope(scope, user)
+        except Refused as refusal:
+            return await refuse(receive, send, refusal, subprotocol)
+        scope = dict(scope, user=user, branch=branch, auth_subprotocol=subprotocol)
+        return await self.inner(scope, receive, send)
