@@ -49,6 +49,7 @@ def read(path, limit=200_000):
 
 
 def redis_target(url):
+    """The same reduction as app/core/workerinfo.py's: this file runs on hosts with the standard library alone."""
     if not url:
         return None
     parts = urlsplit(url)

@@ -5,7 +5,7 @@ import uuid
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.cafe.layer import group_state
+from apps.cafe.group_state import group_state
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
 from apps.users.models import Branch, Company
