@@ -90,8 +90,15 @@ STATIC_URL = "/static/"
 STATIC_ROOT = env.str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# Behind nginx, which terminates TLS and sets X-Forwarded-Proto.
+# Behind nginx, which terminates TLS and sets X-Forwarded-Proto: a request nginx got over
+# https is secure, so the redirect below never loops.
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Deploy settings (`manage.py check --deploy` passes with them); a local run (DEBUG) goes without.
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PRODUCTION)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 
 # --- Channel layer -----------------------------------------------------------------
 # "redis" is channels_redis.core.RedisChannelLayer (groups are the sorted sets

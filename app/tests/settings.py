@@ -14,6 +14,8 @@ for name, value in {
     "DATABASE_URL": "sqlite:///:memory:",
     "REDIS_URL": "redis://127.0.0.1:1/0",
     "CHANNEL_LAYER": "memory",
+    # The test client speaks plain http to Django; deployments sit behind nginx's TLS.
+    "SECURE_SSL_REDIRECT": "0",
 }.items():
     os.environ[name] = value
 
