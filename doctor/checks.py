@@ -174,7 +174,7 @@ def nginx_upstream_is_gunicorn_socket(f):
             "no `upstream django_asgi`",
             "define upstream django_asgi { server unix:/home/nur/asgi.sock; }",
         )
-    servers = re.findall(r"server\s+([^\s;]+)", body)
+    servers = list(dict.fromkeys(re.findall(r"server\s+([^\s;]+)", body)))  # a backup repeats the server
     binds = (f.gunicorn.get("config") or {}).get("binds") or []
     if not f.gunicorn:
         return passed("nginx", "nginx_upstream_is_gunicorn_socket", "nginx", f"upstream servers {servers}")

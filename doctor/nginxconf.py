@@ -26,10 +26,11 @@ def block(text, header):
 
 
 def tls_server(text):
-    """server_name, port and certificate of the first server that listens with ssl."""
+    """server_name, port and certificate of the first server that serves TLS: one that listens
+    with ssl and does not refuse every handshake (the catch-all that stands in for a default site)."""
     for body in blocks(text, r"\bserver"):
         listen = re.search(r"listen\s+\S*?(\d+)\s+[^;]*\bssl\b", body)
-        if listen:
+        if listen and not re.search(r"ssl_reject_handshake\s+on\s*;", body):
             name = re.search(r"server_name\s+([^\s;]+)", body)
             cert = re.search(r"ssl_certificate\s+([^;]+);", body)
             return {

@@ -6,6 +6,7 @@ import socket
 import ssl
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -129,3 +130,25 @@ async def _session(site, token, send, timeout):
 def session(site, token, send, timeout=5):
     """Connect with the token, ping, have `send(company_id)` run on the host, wait for the event."""
     return asyncio.run(_session(site, token, send, timeout))
+
+
+# --- A client of the site, for the scenario tests ------------------------------------
+def request(site, method, path, token=None, body=None):
+    """An HTTPS request to the site; (status, JSON body)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(site.url(path, scheme="https"), data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    with urllib.request.urlopen(req, context=site.tls_context(), timeout=10) as response:
+        return response.status, json.loads(response.read() or b"null")
+
+
+def socket_to(site, query="", **options):
+    """A WebSocket to the site's /ws/cafe/tables/; `options` go to websockets' connect (host=, local_addr=...)."""
+    url = site.url() + (f"?{query}" if query else "")
+    return connect(url, origin=site.origin, ssl=site.tls_context(), open_timeout=10, **options)
+
+
+async def receive(ws, timeout=5):
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))

@@ -1,16 +1,41 @@
 """The CHANNEL_LAYERS setting, built in one place for settings.py and the Redis test suites."""
 
+import asyncio
+
+import channels_redis.core
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 BACKENDS = {
-    "redis": "channels_redis.core.RedisChannelLayer",
+    "redis": "core.layers.RedisChannelLayer",
     "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
     "memory": "channels.layers.InMemoryChannelLayer",
 }
 # RedisChannelLayer waits for messages with a blocking BZPOPMIN of this many seconds.
 BLOCKING_READ = 5
+
+
+class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
+    """channels_redis's RedisChannelLayer, with a receive() that really ends when cancelled.
+
+    A cancel that lands in the first millisecond of a receive (while redis-py is still sending
+    or reading) is lost about half the time (redis-py issue #2028): the receive carries on with
+    BZPOPMIN forever. Channels cancels it when a socket closes and waits for it, so the consumer
+    of every socket that closes at once lived on, polling Redis, and held its worker's graceful
+    shutdown (`systemctl reload gunicorn`) until gunicorn killed it. Here the receive runs in a
+    task of its own, which is cancelled again until it has ended.
+    """
+
+    async def receive(self, channel):
+        receiving = asyncio.ensure_future(super().receive(channel))
+        try:
+            return await asyncio.shield(receiving)
+        except asyncio.CancelledError:
+            while not receiving.done():
+                receiving.cancel()
+                await asyncio.wait([receiving], timeout=0.1)
+            raise
 
 
 def channel_layers(backend, redis_url, prefix="asgi", capacity=100, group_expiry=86400, socket_timeout=15):

@@ -1,9 +1,9 @@
 """What a running worker really uses, written where the doctor can read it.
 
 gunicorn's post_worker_init hook (roles/asgi/templates/gunicorn.conf.py.j2) calls
-`write_report()` in every worker once the app is loaded; `worker_exit` removes the file.
-The report holds no secret: the Redis URL is reduced to host, port, database and whether
-a password is set.
+`write_report()` in every worker once the app is loaded; the master's `child_exit` removes
+the file, even after a SIGKILL. The report holds no secret: the Redis URL is reduced to host,
+port, database and whether a password is set.
 """
 
 import json

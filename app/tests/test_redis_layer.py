@@ -130,3 +130,21 @@ async def test_a_refused_socket_leaves_nothing_running(redis_layer, tenant, othe
     await communicator.send_input({"type": "websocket.disconnect", "code": 1000})
     done, _ = await asyncio.wait([communicator.future], timeout=3)
     assert done, "the refused socket's application is still running"
+
+
+@pytest.mark.parametrize("delay_ms", [0.5, 1, 2])
+async def test_a_receive_cancelled_as_it_starts_ends(redis_server, delay_ms):
+    """Channels cancels the layer's receive when a socket closes and waits for it to end. A cancel
+    in its first millisecond used to be lost (redis-py), so the consumer of a socket that closed at
+    once lived on. Each of 20 such receives must end."""
+    config = channel_layers("redis", redis_server, prefix=f"asgi{uuid.uuid4().hex[:8]}")["default"]
+    layer = import_string(config["BACKEND"])(**config["CONFIG"])
+    still_running = 0
+    for _ in range(20):
+        receiving = asyncio.ensure_future(layer.receive(await layer.new_channel()))
+        await asyncio.sleep(delay_ms / 1000)
+        receiving.cancel()
+        done, _ = await asyncio.wait([receiving], timeout=3)
+        still_running += not done
+    assert still_running == 0, f"{still_running} of 20 cancelled receives still run"
+    await layer.flush()

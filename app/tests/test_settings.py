@@ -53,7 +53,7 @@ def test_production_settings_come_from_the_environment():
     assert seen["ASGI_APPLICATION"] == "core.asgi.application"
     assert seen["ENGINE"] == "django.db.backends.postgresql"
     layer = seen["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert layer["BACKEND"] == "core.layers.RedisChannelLayer"
     assert layer["CONFIG"] == {"hosts": [REDIS_HOST], "prefix": "asgi", "capacity": 100, "group_expiry": 86400}
 
 

@@ -6,21 +6,23 @@ read-only; the rest drive the stack as a client would (REST, WebSocket) and read
 """
 
 import asyncio
-import json
+import os
 import shlex
-import urllib.request
+import subprocess
+from pathlib import Path
 
 import pytest
 import testinfra
-from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from doctor.site import receive, request, socket_to  # noqa: F401 (the tests import them from here)
 from doctor.walk import gather
 
 # The demo tenant that seed_demo creates (app/apps/cafe/management/commands/seed_demo.py).
 DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
 DEMO_BRANCHES = {"Main hall": "5eed0000-0000-4000-8000-0000000000b1", "Terrace": "5eed0000-0000-4000-8000-0000000000b2"}
 DEMO_USER = "demo"
+ROOT = Path(__file__).resolve().parents[3]
 # The production note's fixed values.
 SOCKET = "/home/nur/asgi.sock"
 SERVICE = "gunicorn"
@@ -40,6 +42,23 @@ def web(pytestconfig):
 @pytest.fixture(scope="session")
 def app(pytestconfig):
     return hosts_of(pytestconfig, "app")[0]
+
+
+@pytest.fixture(scope="session")
+def redis_host(pytestconfig):
+    return hosts_of(pytestconfig, "redis")[0]
+
+
+@pytest.fixture(scope="session")
+def inventory(pytestconfig):
+    return str(Path(pytestconfig.option.ansible_inventory).resolve())
+
+
+def playbook(*args, playbook="site.yml"):
+    """ansible-playbook; its stdout and stderr as one plain text (molecule's env colours and wraps)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    run = subprocess.run(["ansible-playbook", playbook, *args], cwd=ROOT, capture_output=True, text=True, env=env)
+    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 @pytest.fixture(scope="session")
@@ -78,26 +97,6 @@ def token(app, used_tokens):
     value = manage(app, "issue_token", "--user", DEMO_USER)
     used_tokens.append(value)
     return value
-
-
-def request(site, method, path, token=None, body=None):
-    """An HTTPS request to the site; (status, JSON body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(site.url(path, scheme="https"), data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, context=site.tls_context(), timeout=10) as response:
-        return response.status, json.loads(response.read() or b"null")
-
-
-def socket_to(site, query=""):
-    url = site.url() + (f"?{query}" if query else "")
-    return connect(url, origin=site.origin, ssl=site.tls_context(), open_timeout=10)
-
-
-async def receive(ws, timeout=5):
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
 
 
 async def close_code(ws, timeout=5):

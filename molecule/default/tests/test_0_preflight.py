@@ -1,25 +1,7 @@
 """Bad input to the deployment fails before anything changes: a mistyped variable, and the
 committed placeholder secrets of inventory/prod (refused before its host is even contacted)."""
 
-import os
-import subprocess
-from pathlib import Path
-
-import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def playbook(*args):
-    """ansible-playbook site.yml; its stdout and stderr as one plain text (molecule's env colours and wraps)."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    run = subprocess.run(["ansible-playbook", "site.yml", *args], cwd=ROOT, capture_output=True, text=True, env=env)
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
-
-
-@pytest.fixture(scope="module")
-def inventory(pytestconfig):
-    return str(Path(pytestconfig.option.ansible_inventory).resolve())
+from conftest import playbook
 
 
 def test_a_mistyped_variable_fails_in_preflight_naming_it(inventory):
