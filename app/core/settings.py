@@ -101,7 +101,7 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PROD
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 
 # --- Channel layer -----------------------------------------------------------------
-# "redis" is channels_redis.core.RedisChannelLayer (groups are the sorted sets
+# "redis" is channels_redis's RedisChannelLayer (core.layers; groups are the sorted sets
 # <prefix>:group:<name>); "redis-pubsub" is RedisPubSubChannelLayer (groups are the
 # pub/sub channels <prefix>__group__<name>); "memory" works in one process only and
 # exists for tests: with several workers, messages never cross between them.
@@ -110,17 +110,30 @@ if CHANNEL_LAYER not in BACKENDS:
     raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(BACKENDS)}")
 REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "asgi")
+CHANNEL_LAYER_GROUP_EXPIRY = env.int("CHANNEL_LAYER_GROUP_EXPIRY", 86400)
 try:
     CHANNEL_LAYERS = channel_layers(
         CHANNEL_LAYER,
         REDIS_URL,
         prefix=CHANNEL_LAYER_PREFIX,
         capacity=env.int("CHANNEL_LAYER_CAPACITY", 100),
-        group_expiry=env.int("CHANNEL_LAYER_GROUP_EXPIRY", 86400),
+        group_expiry=CHANNEL_LAYER_GROUP_EXPIRY,
         socket_timeout=env.int("REDIS_SOCKET_TIMEOUT", 15),
     )
 except ValueError as exc:
     raise SettingsError(f"REDIS_SOCKET_TIMEOUT: {exc}") from None
+# Redis persists nothing: every worker checks this often (seconds) that it still holds the
+# layer's data, and re-adds its sockets to their groups at the rejoin interval, before
+# group_expiry drops them (core/layer_watch.py).
+CHANNEL_LAYER_WATCH_INTERVAL = env.int("CHANNEL_LAYER_WATCH_INTERVAL", 1)
+CHANNEL_LAYER_REJOIN_INTERVAL = env.int("CHANNEL_LAYER_REJOIN_INTERVAL", CHANNEL_LAYER_GROUP_EXPIRY // 2)
+if CHANNEL_LAYER_WATCH_INTERVAL <= 0:
+    raise SettingsError(f"CHANNEL_LAYER_WATCH_INTERVAL={CHANNEL_LAYER_WATCH_INTERVAL} must be at least 1 (seconds)")
+if not 0 < CHANNEL_LAYER_REJOIN_INTERVAL < CHANNEL_LAYER_GROUP_EXPIRY:
+    raise SettingsError(
+        f"CHANNEL_LAYER_REJOIN_INTERVAL={CHANNEL_LAYER_REJOIN_INTERVAL} must be positive and below "
+        f"CHANNEL_LAYER_GROUP_EXPIRY={CHANNEL_LAYER_GROUP_EXPIRY}, or sockets drop out of their groups"
+    )
 
 # --- Authentication ----------------------------------------------------------------
 JWT_SIGNING_KEY = env.required("JWT_SIGNING_KEY", production=PRODUCTION, fallback=SECRET_KEY)

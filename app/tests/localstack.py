@@ -19,7 +19,7 @@ def children(pid):
 
 
 class LocalStack:
-    def __init__(self, tmp, redis_url, workers=3):
+    def __init__(self, tmp, redis_url, workers=3, layer="redis"):
         self.workers = workers
         self.env = {
             "PATH": os.environ["PATH"],
@@ -28,6 +28,7 @@ class LocalStack:
             "ALLOWED_HOSTS": "localhost",
             "DATABASE_URL": f"sqlite:///{tmp / 'db.sqlite3'}",
             "REDIS_URL": redis_url,
+            "CHANNEL_LAYER": layer,
             "CHANNEL_LAYER_PREFIX": f"asgi{uuid.uuid4().hex[:6]}",
         }
         self.manage("migrate", "--verbosity", "0")

@@ -12,6 +12,7 @@ from apps.cafe import consumers, notifications
 from apps.cafe.groups import branch_group, company_group, recipient_groups, socket_group
 from apps.cafe.models import Order, Table
 from apps.cafe.views import send_table_status_changed_notification
+from core.layers import channel_layers
 
 COMPANY = uuid.UUID("f966441f-0938-49ed-97a7-07a503655ebc")
 BRANCH = uuid.UUID("00000000-0000-4000-8000-0000000000b1")
@@ -83,3 +84,24 @@ def test_a_failed_send_is_logged_and_not_raised(tenant, monkeypatch, caplog):
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failures) == 2
     assert "table.status_changed" in failures[0].getMessage()
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_an_order_created_while_redis_is_stopped_is_saved_and_the_failure_logged(
+    settings, restartable_redis, api, tenant, caplog
+):
+    """A real redis-server, stopped: POST /api/cafe/orders/ still answers 201, each group's send is logged
+    as failed, and the request is not held up (connect is refused at once; the layer retries 3 times)."""
+    settings.CHANNEL_LAYER = "redis"
+    settings.CHANNEL_LAYERS = channel_layers("redis", restartable_redis.url)
+    restartable_redis.stop()
+    company, (main, _), user = tenant
+    table = Table.objects.filter(branch=main).first()
+    with caplog.at_level(logging.ERROR, logger="apps.cafe.notifications"):
+        response = api(user).post("/api/cafe/orders/", {"table": str(table.id), "items": []}, format="json")
+    assert response.status_code == 201, response.content
+    assert Order.objects.filter(pk=response.json()["id"]).exists()
+    failures = [record.getMessage() for record in caplog.records if "failed" in record.getMessage()]
+    groups = recipient_groups(company.id, main.id)
+    assert failures == [f"notification order.created to group {group} failed" for group in groups]

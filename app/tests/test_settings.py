@@ -89,6 +89,8 @@ def test_a_missing_production_setting_stops_startup_with_one_line_naming_it(miss
         ("CHANNEL_LAYER", "rabbit"),
         ("CHANNEL_LAYER_CAPACITY", "lots"),
         ("REDIS_SOCKET_TIMEOUT", "5"),
+        ("CHANNEL_LAYER_WATCH_INTERVAL", "0"),
+        ("CHANNEL_LAYER_REJOIN_INTERVAL", "86400"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

@@ -3,6 +3,11 @@
 Only authorised sockets get here: apps.users.ws_auth refuses the others (4400/4401/4403)
 before a consumer starts. Every bad frame gets {"type": "error", "code": ..., "message": ...}
 and the socket stays open.
+
+Redis trouble never leaves a socket open but deaf: when Redis loses the layer's groups the
+consumer rejoins and sends {"type": "tables_snapshot", "reason": "channel_layer_reset", ...}
+(see core.layer_watch); when Redis stays unreachable the socket is closed with 1012 and the
+client reconnects (see TableStatusConsumer.__call__).
 """
 
 import json
@@ -12,34 +17,68 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
+from core import layer_watch
 
 logger = logging.getLogger(__name__)
 
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
+    is_open = False  # accepted and not yet disconnected
+
+    async def __call__(self, scope, receive, send):
+        """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
+
+        RedisChannelLayer's receive retries a lost connection 3 times (about 0.7 s in all, see
+        core.layers), then raises ConnectionError and ends the consumer; a handler's group_add
+        does the same. The consumers of a worker share one blocking read, so in an outage they
+        fail one after another, each after its retries: some close, the others stay and get a
+        reset once Redis is back. The pub/sub layer's receive never raises (it reconnects
+        by itself), so its sockets stay open. Uncaught, the error would end the socket with
+        1011 and a traceback. Until Redis answers again, a new handshake fails (HTTP 500).
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if not self.is_open:
+                raise
+            logger.warning("Redis unreachable (%s): closing the socket with 1012, the client reconnects", exc)
+            await self.close(code=1012)
+        finally:
+            layer_watch.forget(self)
+
     async def connect(self):
         user, branch = self.scope["user"], self.scope.get("branch")
         self.company_id, self.branch_id = user.company_id, branch.pk if branch else None
         self.group = socket_group(self.company_id, self.branch_id)
+        await layer_watch.watch(self)
         await self.channel_layer.group_add(self.group, self.channel_name)
-        await self.accept(self.scope.get("auth_subprotocol"))
-        # Joined before the snapshot is read, so no change falls between the two.
-        await self.send_json(
-            {
-                "type": "connection_established",
-                "company_id": str(self.company_id),
-                "branch_id": str(self.branch_id) if self.branch_id else None,
-                "server_time": timezone.now().isoformat(),
-                "tables": await self._snapshot(),
-            }
+        # Joined before the snapshot is read, so no change falls between the two; read before
+        # accepting, so that a worker stopping meanwhile answers the handshake (nginx retries it
+        # on another worker) rather than closing an accepted socket before its snapshot.
+        hello = self.tables_message(
+            "connection_established",
+            company_id=str(self.company_id),
+            branch_id=str(self.branch_id) if self.branch_id else None,
+            tables=await self._snapshot(),
         )
+        await self.accept(self.scope.get("auth_subprotocol"))
+        self.is_open = True
+        await self.send_json(hello)
 
     async def disconnect(self, code):
+        self.is_open = False
         await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    @staticmethod
+    def tables_message(kind, tables, **fields):
+        """A snapshot frame; read `tables` only after joining the group."""
+        return {"type": kind, **fields, "server_time": timezone.now().isoformat(), "tables": tables}
 
     # --- Frames from the client -------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
@@ -75,6 +114,18 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
 
     async def order_updated(self, event):
         await self.send_json({"type": "order_updated", "data": event["data"]})
+
+    # --- Events from core.layer_watch --------------------------------------------------
+    async def layer_reset(self, event):
+        """Redis lost the groups: rejoin, then send what the client may have missed meanwhile."""
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.send_json(
+            self.tables_message("tables_snapshot", await self._snapshot(), reason="channel_layer_reset")
+        )
+
+    async def layer_rejoin(self, event):
+        """Re-added before RedisChannelLayer's group_expiry drops a socket open for that long."""
+        await self.channel_layer.group_add(self.group, self.channel_name)
 
     # --- Database ----------------------------------------------------------------------
     @database_sync_to_async

@@ -224,11 +224,13 @@ def test_no_secret_is_in_the_repository(secrets):
         assert found.returncode == 1, f"a deployed secret is committed in {found.stdout.split()}"
 
 
-def test_no_secret_is_in_a_log(app, web, secrets):
+def test_no_secret_or_token_is_in_a_log(app, web, secrets, token, used_tokens):
+    """After every test above, the flood of 429s included: no secret and no token the tests used."""
     logs = "journalctl --no-pager -q; cat /var/log/nginx/*.log /var/log/redis/*.log /var/log/postgresql/*.log"
     for layer in {app, web}:
         text = layer.check_output(f"bash -c {shlex.quote(logs + ' 2>/dev/null || true')}")
         assert not [s for s in secrets if s in text], "a secret is in a log"
+        assert used_tokens and not [t for t in used_tokens if t in text], "a token is in a log"
 
 
 def test_no_secret_is_in_the_playbooks_output_even_with_diff(app, redis_host, app_env_file, inventory, secrets):
