@@ -15,6 +15,7 @@ from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
 from django.utils.module_loading import import_string
 
+from apps.cafe.consumers import TableStatusConsumer
 from apps.cafe.groups import company_group
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
@@ -148,3 +149,25 @@ async def test_a_receive_cancelled_as_it_starts_ends(redis_server, delay_ms):
         still_running += not done
     assert still_running == 0, f"{still_running} of 20 cancelled receives still run"
     await layer.flush()
+
+
+async def test_a_handshake_that_fails_after_the_join_leaves_the_group(redis_layer, tenant, monkeypatch):
+    """No disconnect follows a handshake that failed (here the snapshot read): the consumer must
+    still leave its group, or a dead channel stays a member (and fools redis-cli and the doctor)."""
+    backend, prefix, client = redis_layer
+    company, _, user = tenant
+
+    async def broken_snapshot(self):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(TableStatusConsumer, "_snapshot", broken_snapshot)
+    communicator = WebsocketCommunicator(
+        application, f"/ws/cafe/tables/?token={token_for(user)}", headers=[(b"origin", ORIGIN)]
+    )
+    with pytest.raises(RuntimeError, match="the database went away"):
+        await communicator.connect()
+    group = company_group(company.id)
+    if backend == "redis":
+        assert client.zcard(f"{prefix}:group:{group}") == 0
+    else:
+        assert client.pubsub_numsub(f"{prefix}__group__{group}") == [(f"{prefix}__group__{group}", 0)]

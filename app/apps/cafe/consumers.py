@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
     is_open = False  # accepted and not yet disconnected
+    joined = False  # in its group: whatever ends the consumer, it leaves the group
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -51,6 +52,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             await self.close(code=1012)
         finally:
             layer_watch.forget(self)
+            await self._leave_group()
 
     async def connect(self):
         user, branch = self.scope["user"], self.scope.get("branch")
@@ -58,6 +60,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         self.group = socket_group(self.company_id, self.branch_id)
         await layer_watch.watch(self)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self.joined = True
         # Joined before the snapshot is read, so no change falls between the two; read before
         # accepting, so that a worker stopping meanwhile answers the handshake (nginx retries it
         # on another worker) rather than closing an accepted socket before its snapshot.
@@ -73,7 +76,17 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code):
         self.is_open = False
-        await self.channel_layer.group_discard(self.group, self.channel_name)
+        await self._leave_group()
+
+    async def _leave_group(self):
+        """A handshake that fails after the join (the client gone, the worker stopping, Redis
+        lost) gets no disconnect: without this its channel would stay a member of the group."""
+        if self.joined:
+            self.joined = False
+            try:
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                logger.info("could not leave group %s (%s); the membership expires", self.group, exc)
 
     @staticmethod
     def tables_message(kind, tables, **fields):

@@ -32,7 +32,7 @@ FAULTS = {
         "nginx",
     ),
     "upstream-path": (
-        rf"sed -i 's#server unix:/home/nur/asgi.sock;#server unix:/home/nur/asgi-old.sock;#' {NGINX}"
+        rf"sed -i 's#server unix:/home/nur/asgi.sock\b#server unix:/home/nur/asgi-old.sock#' {NGINX}"
         " && systemctl reload nginx",
         "nginx",
     ),
