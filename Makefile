@@ -3,7 +3,7 @@
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 
-.PHONY: setup demo test lint test-app test-molecule test-faults doctor
+.PHONY: setup demo test lint test-app test-bench test-molecule test-faults doctor
 
 setup:
 	bash scripts/setup.sh
@@ -19,16 +19,21 @@ doctor: setup
 
 # Every test: lints, the app's suites, then molecule: the checklist (default scenario) and
 # the doctor's fault scenario, each on a fresh container (one at a time: they share ports).
-test: lint test-app test-molecule test-faults
+test: lint test-app test-bench test-molecule test-faults
 
 lint: setup
-	ruff check app tools molecule doctor
-	ruff format --check app tools molecule doctor
+	ruff check app tools molecule doctor bench
+	ruff format --check app tools molecule doctor bench
 	yamllint --strict .
 	ansible-lint --offline
 
 test-app: setup
 	cd app && python -m pytest
+
+# The benchmark's own logic, and its smoke mode against a local stack (the container's smoke run is
+# molecule/default/tests/test_7_benchmark_smoke.py).
+test-bench: setup
+	python -m pytest bench/tests -p no:cacheprovider -o asyncio_default_fixture_loop_scope=function
 
 test-molecule: setup
 	bash scripts/container-host.sh up
@@ -37,3 +42,16 @@ test-molecule: setup
 test-faults: setup
 	bash scripts/container-host.sh up
 	molecule test -s faults
+
+# The benchmark (bench/README.md): brings up or reuses the container stack (molecule converge), measures
+# fan-out against the floor, the connect burst and idle memory into bench/results/, then writes
+# bench/REPORT.md and bench/report.png. About 20 minutes. Deploy timings destroy the container, so they
+# run only by hand: `python -m bench deploy --results bench/results`.
+.PHONY: bench bench-smoke
+bench: setup
+	python -m bench all --results bench/results
+
+# The benchmark's smoke mode against the running container stack (after `make demo` or `molecule converge`):
+# 50 clients, every event delivered once and well-formed, a burst of 50 without an error; never speed.
+bench-smoke: setup
+	python -m bench smoke

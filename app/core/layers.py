@@ -38,14 +38,18 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
             raise
 
 
-def channel_layers(backend, redis_url, prefix="asgi", capacity=100, group_expiry=86400, socket_timeout=15):
+def channel_layers(
+    backend, redis_url, prefix="asgi", capacity=100, group_expiry=86400, socket_timeout=15, max_connections=1000
+):
     """CHANNEL_LAYERS for `backend` ("redis", "redis-pubsub" or "memory").
 
     redis-py 8 reads with a 5 s socket timeout by default: with it, every consumer whose
     socket stays idle dies of "Timeout reading from Redis" when BZPOPMIN's 5 s run out.
     The read timeout must outlast the blocking read. After Redis restarts, every pooled
     connection is dead: without a retry on ConnectionError the first use of each one fails
-    (a 500 at the next handshake), so a command is retried on a fresh connection.
+    (a 500 at the next handshake), so a command is retried on a fresh connection. Each
+    handshake's group_add takes a pooled connection: redis-py's default pool of 100 answered a
+    burst of handshakes with MaxConnectionsError (HTTP 500), so the pool is larger.
     """
     if backend == "memory":
         return {"default": {"BACKEND": BACKENDS[backend], "CONFIG": {}}}
@@ -57,6 +61,7 @@ def channel_layers(backend, redis_url, prefix="asgi", capacity=100, group_expiry
         "socket_connect_timeout": 5,
         "retry": Retry(ExponentialBackoff(cap=1, base=0.05), 3),
         "retry_on_error": [RedisConnectionError],
+        "max_connections": max_connections,
     }
     config = {"hosts": [host], "prefix": prefix}
     if backend == "redis":

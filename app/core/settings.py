@@ -119,6 +119,7 @@ try:
         capacity=env.int("CHANNEL_LAYER_CAPACITY", 100),
         group_expiry=CHANNEL_LAYER_GROUP_EXPIRY,
         socket_timeout=env.int("REDIS_SOCKET_TIMEOUT", 15),
+        max_connections=env.int("REDIS_MAX_CONNECTIONS", 1000),
     )
 except ValueError as exc:
     raise SettingsError(f"REDIS_SOCKET_TIMEOUT: {exc}") from None

@@ -24,6 +24,7 @@ REDIS_HOST = {
     "socket_connect_timeout": 5,
     "retry": "Retry",
     "retry_on_error": ["ConnectionError"],
+    "max_connections": 1000,
 }
 SHOW = (
     "import json; from django.conf import settings as s; print(json.dumps({"

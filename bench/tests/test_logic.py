@@ -1,0 +1,170 @@
+"""The benchmark's own logic: percentiles, what the clients count, the report's medians, ratios and verdicts."""
+
+import json
+
+import pytest
+
+from bench import report
+from bench.clients import Endpoint, _Clients, classify, source_addresses
+from bench.deploy import recap_changed
+from bench.scenarios import fanout_problems
+from bench.stats import median, percentile, summarize
+
+COMPANY = "5eed0000-0000-4000-8000-000000000001"
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [(0, 1), (50, 50.5), (99, 99.01), (100, 100)],
+)
+def test_percentiles_interpolate_between_ranks_like_numpy(q, expected):
+    assert percentile(list(range(1, 101)), q) == pytest.approx(expected)
+
+
+def test_a_summary_of_nothing_has_no_figures():
+    assert summarize([]) == {"count": 0, "p50": None, "p95": None, "p99": None, "max": None}
+
+
+def test_a_summary_sorts_its_values_first():
+    summary = summarize([5, 1, 3])
+    assert (summary["p50"], summary["max"], summary["count"]) == (3, 5, 3)
+
+
+def test_a_median_leaves_out_missing_figures():
+    assert median([3, None, 1, 2]) == 2
+    assert median([None]) is None
+
+
+def test_no_source_address_carries_more_sockets_than_nginx_allows_per_address():
+    addresses = source_addresses(3000, 40, first=64_500)
+    counts = {address: addresses.count(address) for address in set(addresses)}
+    assert max(counts.values()) == 40 and len(counts) == 75
+    assert all(address.startswith("127.77.") and address.split(".")[-1] != "0" for address in counts)
+
+
+def test_handshake_failures_get_short_names():
+    assert classify(TimeoutError()) == "timeout"
+    assert classify(ConnectionResetError(104, "reset")) == "reset"
+
+
+def clients():
+    box = _Clients(None, Endpoint(url="ws://localhost/"), [None, None], 10)
+    box.sockets = [object(), object()]
+    box._reset(run="r1", company=COMPANY, warmup_seq=1)
+    return box
+
+
+def frame(seq, run="r1", company=COMPANY, kind="table_status_changed", sent_at=100.0):
+    data = {"id": "t1", "company_id": company, "run": run, "seq": seq, "sent_at": sent_at}
+    return json.dumps({"type": kind, "data": data}).encode()
+
+
+def test_clients_count_each_event_once_and_time_those_after_the_warmup():
+    box = clients()
+    for seq in range(3):
+        box._on_frame(0, frame(seq), now=100.25)
+    box._on_frame(0, frame(2), now=100.5)
+    assert box.received == [3, 0] and box.duplicates == 1
+    assert list(box.latencies) == [250.0, 250.0]  # seq 0 was warm-up
+
+
+@pytest.mark.parametrize(
+    "frame_bytes",
+    [
+        frame(0, run="another run"),
+        frame(0, company="another company"),
+        frame(0, kind="order_created"),
+        json.dumps({"type": "pong"}).encode(),
+        b"not json",
+        None,  # a fragment
+    ],
+)
+def test_clients_count_any_other_frame_as_bad(frame_bytes):
+    box = clients()
+    box._on_frame(1, frame_bytes, now=101)
+    assert box.bad == 1 and box.received == [0, 0] and len(box.bad_examples) == 1
+
+
+def fanout_run(side="stack", n=2, rep=0, p50=10.0, p99=20.0, delivered=1.0):
+    sent = 10
+    return {
+        "side": side,
+        "n": n,
+        "rate": 5.0,
+        "rep": rep,
+        "open": n,
+        "connect_failed": {},
+        "sent": sent,
+        "expected": n * sent,
+        "delivered": round(n * sent * delivered),
+        "delivered_ratio": delivered,
+        "latency_ms": {"count": 1, "p50": p50, "p95": p99, "p99": p99, "max": p99},
+        "bad_frames": 0,
+        "bad_examples": [],
+        "duplicates": 0,
+        "dropped": 0,
+        "table_ids": {"t1": n * sent},
+        "expected_table_id": "t1",
+        "client": {"loop_lag_ms_max": 1.0},
+    }
+
+
+def test_a_complete_run_has_no_problem_and_a_short_one_says_what_is_missing():
+    assert fanout_problems(fanout_run()) == []
+    short = dict(fanout_run(), delivered=19, table_ids={"t1": 18, "t2": 1})
+    problems = fanout_problems(short)
+    assert "stack: delivered 19 of 20 events" in problems and len(problems) == 2
+
+
+def record(kind, runs, label="before", **options):
+    return {
+        "kind": kind,
+        "label": label,
+        "options": options,
+        "runs": runs,
+        "started": "20260101T000000Z",
+        "commit": "abc1234",
+        "machine": {"cores": 2, "cpu": "test"},
+        "target": {"name": "container", "url": "wss://localhost/ws/cafe/tables/"},
+    }
+
+
+def test_the_report_takes_medians_and_pairs_ratios_within_each_repetition():
+    runs = []
+    for rep, (stack_p99, floor_p99) in enumerate([(30.0, 10.0), (80.0, 40.0), (50.0, 10.0)]):
+        runs += [fanout_run("stack", 1000, rep, p99=stack_p99), fanout_run("floor", 1000, rep, p99=floor_p99)]
+    rows = report.fanout_rows([record("fanout", runs)], "before")
+    assert rows[0]["stack"]["p99"] == 50.0 and rows[0]["floor"]["p99"] == 10.0
+    assert rows[0]["ratio_p99"] == 3.0  # ratios 3, 2, 5: not 50 / 10
+    assert (rows[0]["stack"]["p99_low"], rows[0]["stack"]["p99_high"]) == (30.0, 80.0)
+
+
+def test_the_targets_judge_the_worst_delivery_and_the_ratio():
+    runs = [fanout_run("stack", 1000, rep, p99=15.0) for rep in range(3)]
+    runs += [fanout_run("floor", 1000, rep, p99=10.0) for rep in range(3)]
+    runs[1]["delivered_ratio"] = 0.999
+    verdicts = report.targets(report.fanout_rows([record("fanout", runs)], "before"), [], [], None)
+    assert verdicts[0][1] is False and "99.90%" in verdicts[0][2]
+    assert [met for _, met, _ in verdicts[1:]] == [None] * 5
+
+
+def test_variants_keep_incomparable_runs_apart():
+    local = record("fanout", [], target="local", compression="none")
+    assert report.variant(local) == "before (local stack, no compression)"
+    assert report.variant(record("fanout", [], target="container", compression="deflate")) == "before"
+
+
+def test_the_markdown_names_each_target_and_the_plot_file():
+    runs = [fanout_run("stack", 100), fanout_run("floor", 100)]
+    text = report.markdown([record("fanout", runs)], "before", "report.png")
+    assert "![percentiles against N](report.png)" in text
+    assert text.count("| - | not measured |") == 6 and "| 100 | 5 | stack | 1 |" in text
+
+
+def test_the_rerun_counts_changed_tasks_from_the_play_recap():
+    output = (
+        "PLAY RECAP ***\nnurcrm-local               : ok=88   changed=0    unreachable=0    failed=0    skipped=9\n"
+    )
+    assert recap_changed(output) == 0
+    assert recap_changed("nurcrm-local : ok=88 \x1b[0;33mchanged=2\x1b[0m unreachable=0 failed=0") == 2
+    assert recap_changed("no recap") is None
