@@ -12,7 +12,8 @@ from bench.scenarios import log
 from bench.target import CACHE, ROOT, BenchError, tool_env
 
 COLOUR = re.compile(r"\x1b\[[0-9;]*m")
-RECAP = re.compile(r"^(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.MULTILINE)
+# molecule frames ansible's output in a box ("│ nurcrm-local : ok=..."): the host is the last word before the colon.
+RECAP = re.compile(r"(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
 def recap_changed(output):

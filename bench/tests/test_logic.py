@@ -168,3 +168,5 @@ def test_the_rerun_counts_changed_tasks_from_the_play_recap():
     assert recap_changed(output) == 0
     assert recap_changed("nurcrm-local : ok=88 \x1b[0;33mchanged=2\x1b[0m unreachable=0 failed=0") == 2
     assert recap_changed("no recap") is None
+    boxed = "  \x1b[2m\x1b[32m│\x1b[0m \x1b[32mnurcrm-local   : ok=55   changed=3    unreachable=0    failed=0\x1b[0m"
+    assert recap_changed(boxed) == 3, "molecule's boxed output"
