@@ -278,29 +278,6 @@ class OwnStack:
         run = Path(tempfile.mkdtemp(prefix="run-", dir=self.tmp))
         self.local = self.factory(run, self.redis.url, workers=self.workers, layer=self.layer)
 
-    def log_mark(self):
-        """Where gunicorn's log ends now: server_errors(mark) reads what was logged after it."""
-        if self.stack is not None:
-            return {str(path): path.stat().st_size if path.exists() else 0 for path in self.stack.local.logs}
-        return time.time()
-
-    def server_errors(self, mark):
-        """{exception line: count} gunicorn logged since the mark, e.g. 'redis.exceptions.MaxConnectionsError:
-        Too many connections'; None when this target's log cannot be read (gunicorn not under systemd)."""
-        if self.stack is not None:
-            text = ""
-            for name, offset in mark.items():
-                with open(name, errors="replace") as log:
-                    log.seek(offset)
-                    text += log.read()
-        elif self.gunicorn.startswith("systemd:"):
-            unit = self.gunicorn.removeprefix("systemd:")
-            since = f"@{int(mark)}"
-            text = Command(self.host.prefix).run("journalctl", "-u", unit, "--since", since, "-o", "cat", "--no-pager")
-        else:
-            return None
-        return dict(Counter(line.strip()[:200] for line in text.splitlines() if EXCEPTION_LINE.match(line)))
-
     def restart(self):
         self.local.stop()
         self.start()
