@@ -36,7 +36,9 @@ def target_options():
     )
     group.add_argument("--container", default=CONTAINER, help="the container's name (container preset)")
     group.add_argument("--workers", type=int, default=3, help="gunicorn workers of the local stack")
-    group.add_argument("--layer", default="redis", help="CHANNEL_LAYER of the local stack: redis or redis-pubsub")
+    group.add_argument(
+        "--layer", default="redis-pubsub", help="CHANNEL_LAYER of the local stack: redis-pubsub (as deployed) or redis"
+    )
     group.add_argument("--url", help="WebSocket URL without the token, e.g. wss://localhost/ws/cafe/tables/")
     group.add_argument("--unix-socket", help="connect through this unix socket instead of TCP")
     group.add_argument("--connect-host", help="TCP destination, e.g. 127.0.0.1 (the URL's host stays the TLS name)")
@@ -142,6 +144,7 @@ def parse(argv):
     p.add_argument("--unix-socket")
     p.add_argument("--certfile")
     p.add_argument("--keyfile")
+    p.add_argument("--no-deflate", dest="deflate", action="store_false", help="refuse permessage-deflate")
 
     p = commands.add_parser("publish", help="(internal) the floor's sender")
     p.add_argument("--redis-url", required=True)
@@ -274,7 +277,13 @@ def main(argv=None):
     try:
         if options.command == "floor":
             floor.serve_forever(
-                options.redis_url, options.channel, options.port, options.unix_socket, options.certfile, options.keyfile
+                options.redis_url,
+                options.channel,
+                options.port,
+                options.unix_socket,
+                options.certfile,
+                options.keyfile,
+                options.deflate,
             )
             return 0
         if options.command == "publish":

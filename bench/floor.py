@@ -5,7 +5,8 @@ channel and relays every message, serialized once by the publisher, to every con
 `websockets.broadcast`. Its transport mirrors the stack under test, so the ratio compares servers and
 not transports: a unix socket when the target is one, else TCP, with TLS when the target is wss://
 (a self-signed certificate with the same kind of key as the target's, made once in .cache/bench/).
-It offers the same permessage-deflate as the stack when clients ask for it.
+It agrees to permessage-deflate when clients ask for it only if the stack does (a handshake with the
+stack tells), so that neither side compresses alone.
 
 The publisher sends at R a second the frame the stack's consumer would send, with a table-shaped
 payload stamped with sent_at, seq and run, like `manage.py bench_broadcast`.
@@ -50,7 +51,7 @@ def redis_client(url, module=redis):
 # --- The server (`python -m bench floor`) --------------------------------------------------------
 
 
-async def _serve(redis_url, channel, port, unix_socket, certfile, keyfile):
+async def _serve(redis_url, channel, port, unix_socket, certfile, keyfile, deflate=True):
     clients = set()
     hello = json.dumps({"type": HELLO, "server": "floor"})
 
@@ -62,6 +63,7 @@ async def _serve(redis_url, channel, port, unix_socket, certfile, keyfile):
         finally:
             clients.discard(ws)
 
+    compression = "deflate" if deflate else None
     tls = None
     if certfile:
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -70,10 +72,10 @@ async def _serve(redis_url, channel, port, unix_socket, certfile, keyfile):
     await pubsub.subscribe(channel)
     # A listen backlog as deep as the kernel allows (asyncio's default is 100): a burst is not refused here.
     if unix_socket:
-        server = await unix_serve(handler, unix_socket, backlog=BACKLOG)
+        server = await unix_serve(handler, unix_socket, backlog=BACKLOG, compression=compression)
         where = unix_socket
     else:
-        server = await serve(handler, "127.0.0.1", port, ssl=tls, backlog=BACKLOG)
+        server = await serve(handler, "127.0.0.1", port, ssl=tls, backlog=BACKLOG, compression=compression)
         where = server.sockets[0].getsockname()[1]
     stop = asyncio.get_running_loop().create_future()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set_result, None)
@@ -90,10 +92,10 @@ async def _serve(redis_url, channel, port, unix_socket, certfile, keyfile):
     await server.wait_closed()
 
 
-def serve_forever(redis_url, channel=CHANNEL, port=0, unix_socket=None, certfile=None, keyfile=None):
+def serve_forever(redis_url, channel=CHANNEL, port=0, unix_socket=None, certfile=None, keyfile=None, deflate=True):
     raise_fd_limit()
     runner = uvloop.run if uvloop else asyncio.run
-    runner(_serve(redis_url, channel, port, unix_socket, certfile, keyfile))
+    runner(_serve(redis_url, channel, port, unix_socket, certfile, keyfile, deflate))
 
 
 # --- The publisher (`python -m bench publish`) -------------------------------------------------
@@ -194,11 +196,14 @@ def certificate(directory, like=None):
 class FloorServer:
     """`python -m bench floor` in a process of its own, with the stack's transport; a context manager."""
 
-    def __init__(self, redis_url, redis_password, stack_endpoint, workdir, channel=CHANNEL):
+    def __init__(self, redis_url, redis_password, stack_endpoint, workdir, channel=CHANNEL, deflate=True):
         Path(workdir).mkdir(parents=True, exist_ok=True)
         self.redis_url, self.channel = redis_url, channel
         self.env = dict(os.environ, **({PASSWORD_ENV: redis_password} if redis_password else {}))
         command = [sys.executable, "-m", "bench", "floor", "--redis-url", redis_url, "--channel", channel]
+        if not deflate:
+            command.append("--no-deflate")
+        self.deflate = deflate
         cafile = None
         self.tmp = Path(tempfile.mkdtemp(prefix="floor-", dir=workdir))
         if stack_endpoint.unix_socket:

@@ -39,7 +39,7 @@ def variant(record):
     options, notes = record["options"], []
     if options.get("target", "container") != "container":
         notes.append(f"{options['target']} stack")
-        if options.get("layer", "redis") != "redis":
+        if options.get("layer", "redis-pubsub") != "redis-pubsub":
             notes.append(f"layer {options['layer']}")
         if options.get("workers", 3) != 3:
             notes.append(f"{options['workers']} workers")

@@ -44,9 +44,24 @@ class Sides:
             raise BenchError("the floor needs a Redis: pass --floor-redis-url (and --floor-redis-password-file)")
         self.stop_floor()
         self.floor = FloorServer(
-            self.target.floor_redis_url, self.target.floor_redis_password, self.stack_endpoint, CACHE
+            self.target.floor_redis_url,
+            self.target.floor_redis_password,
+            self.stack_endpoint,
+            CACHE,
+            deflate=self.stack_deflates(),
         )
         return self.floor
+
+    def stack_deflates(self):
+        """Whether the stack agrees to permessage-deflate with these clients (one handshake asks):
+        the floor agrees to the same, so that neither side compresses alone."""
+        if not self.compression:
+            return False
+        with ClientPool(self.stack_endpoint, 1, 1, 1) as pool:
+            opened = pool.open()
+        if not opened["open"]:
+            raise BenchError(f"no socket to the stack opened: {opened['failed']}")
+        return any("permessage-deflate" in agreed for agreed in opened["extensions"])
 
     def stop_floor(self):
         if self.floor is not None:

@@ -264,7 +264,7 @@ class RedisServer:
 class OwnStack:
     """A redis-server and app/tests/localstack.py's gunicorn (3 uvicorn workers, unix socket)."""
 
-    def __init__(self, workers=3, layer="redis"):
+    def __init__(self, workers=3, layer="redis-pubsub"):
         sys.path.insert(0, str(APP_DIR))
         from tests.localstack import LocalStack
 
@@ -288,7 +288,7 @@ class OwnStack:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def local_target(workers=3, layer="redis"):
+def local_target(workers=3, layer="redis-pubsub"):
     stack = OwnStack(workers, layer)
     target = Target(
         name="local",

@@ -275,12 +275,14 @@ def send(args):
     for path in re.findall(r"(/\S+)", unit.get("EnvironmentFiles", "")):
         env.update(parse_env_file(read(path)))
     prefix = env.get("CHANNEL_LAYER_PREFIX", "asgi")
-    if env.get("REDIS_URL") and env.get("CHANNEL_LAYER", "redis") == "redis":
-        pattern = f"{prefix}:group:cafe_tables_{args['company']}*"
-        scan = run(
-            ["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], "--scan", "--pattern", pattern], timeout=5
-        )
-        result["group_keys"] = sorted(scan["out"].split())[:20]
+    # The company's groups Redis knows of, under any name: a misnamed group shows up here.
+    ask = {
+        "redis": ["--scan", "--pattern", f"{prefix}:group:cafe_tables_{args['company']}*"],
+        "redis-pubsub": ["PUBSUB", "CHANNELS", f"{prefix}__group__cafe_tables_{args['company']}*"],
+    }.get(env.get("CHANNEL_LAYER", "redis-pubsub"))
+    if env.get("REDIS_URL") and ask:
+        listed = run(["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], *ask], timeout=5)
+        result["group_keys"] = sorted(listed["out"].split())[:20]
     return result
 
 

@@ -3,13 +3,16 @@
 import asyncio
 
 import channels_redis.core
+import channels_redis.pubsub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from core import fanout
+
 BACKENDS = {
     "redis": "core.layers.RedisChannelLayer",
-    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "redis-pubsub": "core.layers.RedisPubSubChannelLayer",
     "memory": "channels.layers.InMemoryChannelLayer",
 }
 # RedisChannelLayer waits for messages with a blocking BZPOPMIN of this many seconds.
@@ -36,6 +39,59 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
                 receiving.cancel()
                 await asyncio.wait([receiving], timeout=0.1)
             raise
+
+
+class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
+    """channels_redis's RedisPubSubChannelLayer, writing pre-encoded broadcasts straight to sockets.
+
+    A consumer that calls `outlet(consumer)` gets the frames of its groups' messages that carry
+    `text` written to its socket by the layer's reader (core.fanout); everything else still goes
+    through the consumer's queue. Groups, channels and PUBSUB NUMSUB stay as they were.
+    """
+
+    def outlet(self, consumer):
+        """Register `consumer`'s socket for direct broadcasts; `drop_outlet` when it ends."""
+        outlet = fanout.Outlet(consumer)
+        self._get_layer().outlets[consumer.channel_name] = outlet
+        return outlet
+
+    def drop_outlet(self, consumer):
+        outlet = self._get_layer().outlets.pop(consumer.channel_name, None)
+        if outlet is not None:
+            outlet.close()
+
+    def _get_layer(self):
+        fresh = asyncio.get_running_loop() not in self._layers
+        layer = super()._get_layer()
+        if fresh:  # before any connection: the shards only hold their host so far
+            layer.outlets = {}
+            layer._shards = [_FanoutShard(shard.host, layer) for shard in layer._shards]
+        return layer
+
+
+class _FanoutShard(channels_redis.pubsub.RedisSingleShardConnection):
+    def _receive_message(self, message):
+        if message is None:
+            return
+        name = message["channel"]
+        if isinstance(name, bytes):
+            name = name.decode()
+        layer = self.channel_layer
+        members = layer.groups.get(name) if name not in layer.channels else None
+        if not members:
+            return super()._receive_message(message)
+        data, outlets, text = message["data"], layer.outlets, None
+        for channel in list(members):
+            outlet = outlets.get(channel)
+            if outlet is not None:
+                if text is None:
+                    text = layer.channel_layer.deserialize(data).get("text") or False
+                if text:
+                    outlet.put(text)
+                    continue
+            queue = layer.channels.get(channel)
+            if queue is not None:
+                queue.put_nowait(data)
 
 
 def channel_layers(

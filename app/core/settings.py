@@ -101,11 +101,12 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", PROD
 SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 
 # --- Channel layer -----------------------------------------------------------------
-# "redis" is channels_redis's RedisChannelLayer (core.layers; groups are the sorted sets
-# <prefix>:group:<name>); "redis-pubsub" is RedisPubSubChannelLayer (groups are the
-# pub/sub channels <prefix>__group__<name>); "memory" works in one process only and
-# exists for tests: with several workers, messages never cross between them.
-CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis")
+# "redis-pubsub" (the default) is channels_redis's RedisPubSubChannelLayer with broadcasts
+# written straight to the sockets (core.layers, core.fanout; groups are the pub/sub channels
+# <prefix>__group__<name>, PUBSUB NUMSUB); "redis" is RedisChannelLayer (groups are the sorted
+# sets <prefix>:group:<name>, ZRANGE); bench/REPORT.md compares them. "memory" works in one
+# process only and exists for tests: with several workers, messages never cross between them.
+CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis-pubsub")
 if CHANNEL_LAYER not in BACKENDS:
     raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(BACKENDS)}")
 REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")

@@ -54,17 +54,17 @@ def test_production_settings_come_from_the_environment():
     assert seen["ASGI_APPLICATION"] == "core.asgi.application"
     assert seen["ENGINE"] == "django.db.backends.postgresql"
     layer = seen["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "core.layers.RedisChannelLayer"
-    assert layer["CONFIG"] == {"hosts": [REDIS_HOST], "prefix": "asgi", "capacity": 100, "group_expiry": 86400}
+    assert layer["BACKEND"] == "core.layers.RedisPubSubChannelLayer"
+    assert layer["CONFIG"] == {"hosts": [REDIS_HOST], "prefix": "asgi"}
 
 
-def test_pubsub_layer_and_its_options_are_selectable():
-    layer = settings_with(**PRODUCTION_ENV, CHANNEL_LAYER="redis-pubsub", CHANNEL_LAYER_PREFIX="nur")["CHANNEL_LAYERS"][
+def test_redis_layer_and_its_options_are_selectable():
+    layer = settings_with(**PRODUCTION_ENV, CHANNEL_LAYER="redis", CHANNEL_LAYER_PREFIX="nur")["CHANNEL_LAYERS"][
         "default"
     ]
     assert layer == {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_HOST], "prefix": "nur"},
+        "BACKEND": "core.layers.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_HOST], "prefix": "nur", "capacity": 100, "group_expiry": 86400},
     }
 
 

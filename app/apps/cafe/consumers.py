@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 class TableStatusConsumer(AsyncWebsocketConsumer):
     is_open = False  # accepted and not yet disconnected
     joined = False  # in its group: whatever ends the consumer, it leaves the group
+    outlet = None  # the pub/sub layer writes broadcasts straight to the socket (core.fanout)
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -52,6 +53,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             await self.close(code=1012)
         finally:
             layer_watch.forget(self)
+            self._drop_outlet()
             await self._leave_group()
 
     async def connect(self):
@@ -59,6 +61,9 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         self.company_id, self.branch_id = user.company_id, branch.pk if branch else None
         self.group = socket_group(self.company_id, self.branch_id)
         await layer_watch.watch(self)
+        # Broadcasts from the join on queue in the outlet until the hello has gone out.
+        register = getattr(self.channel_layer, "outlet", None)
+        self.outlet = register(self) if register else None
         await self.channel_layer.group_add(self.group, self.channel_name)
         self.joined = True
         # Joined before the snapshot is read, so no change falls between the two; read before
@@ -73,10 +78,18 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         await self.accept(self.scope.get("auth_subprotocol"))
         self.is_open = True
         await self.send_json(hello)
+        if self.outlet:
+            self.outlet.open()
 
     async def disconnect(self, code):
         self.is_open = False
+        self._drop_outlet()
         await self._leave_group()
+
+    def _drop_outlet(self):
+        if self.outlet:
+            self.outlet = None
+            self.channel_layer.drop_outlet(self)
 
     async def _leave_group(self):
         """A handshake that fails after the join (the client gone, the worker stopping, Redis
@@ -119,14 +132,21 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(content))
 
     # --- Events from the channel layer (see apps.cafe.notifications) -----------------
+    # Each sends {"type": "<handler>", "data": payload}. The sender encodes that frame once, as the
+    # event's `text`, for every socket; an event without it (another sender) is encoded here.
+    # With the pub/sub layer the frame mostly goes out through the outlet, without these handlers.
     async def table_status_changed(self, event):
-        await self.send_json({"type": "table_status_changed", "data": event["data"]})
+        await self.send_event("table_status_changed", event)
 
     async def order_created(self, event):
-        await self.send_json({"type": "order_created", "data": event["data"]})
+        await self.send_event("order_created", event)
 
     async def order_updated(self, event):
-        await self.send_json({"type": "order_updated", "data": event["data"]})
+        await self.send_event("order_updated", event)
+
+    async def send_event(self, kind, event):
+        text = event.get("text")
+        await self.send(text_data=text if text is not None else json.dumps({"type": kind, "data": event["data"]}))
 
     # --- Events from core.layer_watch --------------------------------------------------
     async def layer_reset(self, event):

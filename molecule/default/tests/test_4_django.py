@@ -23,5 +23,5 @@ def test_django_settings_pass(facts, check):
 
 def test_every_worker_reports_the_redis_channel_layer(facts):
     backends = {report["channel_layer"] for report in facts.reports.values()}
-    assert backends <= {"core.layers.RedisChannelLayer", "channels_redis.pubsub.RedisPubSubChannelLayer"}
+    assert backends <= {"core.layers.RedisChannelLayer", "core.layers.RedisPubSubChannelLayer"}
     assert len(facts.reports) == 3
