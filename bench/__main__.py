@@ -261,7 +261,9 @@ def write_report(options):
         raise BenchError(f"no results for {label!r}; there are: {', '.join(map(repr, report.variants(records)))}")
     png = options.out.with_name("report.png")
     missing = report.plot(records, label, png)
-    options.out.write_text(report.markdown(records, label, None if missing else png.name))
+    notes = ROOT / "bench" / "NOTES.md"
+    notes = notes.read_text() if notes.exists() else None
+    options.out.write_text(report.markdown(records, label, None if missing else png.name, notes))
     print(f"wrote {options.out}" + (f" (no PNG: {missing})" if missing else f" and {png}"))
     return 0
 

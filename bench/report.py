@@ -204,7 +204,8 @@ def table(header, rows):
     return ["| " + " | ".join(map(str, cells)) + " |" for cells in (names, rule, *rows)]
 
 
-def markdown(records, label, png_name=None):
+def markdown(records, label, png_name=None, notes=None):
+    """The report; `notes` (markdown, from bench/NOTES.md) says why a target is not met and what was tried."""
     fanout, burst = fanout_rows(records, label), burst_rows(records, label)
     memory, deploy = memory_rows(records, label), deploy_row(records, label)
     lines = [
@@ -280,6 +281,8 @@ def markdown(records, label, png_name=None):
         )
     else:
         lines.append("Not measured for this variant (`python -m bench deploy`).")
+    if notes:
+        lines += ["", notes.strip()]
     lines += _variants(records)
     lines += ["", "## How these were measured", ""]
     for record in records:

@@ -161,6 +161,13 @@ def test_the_markdown_names_each_target_and_the_plot_file():
     assert text.count("| - | not measured |") == 6 and "| 100 | 5 | stack | 1 |" in text
 
 
+def test_the_notes_come_before_how_it_was_measured():
+    runs = [fanout_run("stack", 100), fanout_run("floor", 100)]
+    text = report.markdown([record("fanout", runs)], "before", None, "## Why a target is not met\n\nMemory: ...\n")
+    assert text.index("## Deploy") < text.index("## Why a target is not met") < text.index("## How these were measured")
+    assert "## Why" not in report.markdown([record("fanout", runs)], "before")
+
+
 def test_the_rerun_counts_changed_tasks_from_the_play_recap():
     output = (
         "PLAY RECAP ***\nnurcrm-local               : ok=88   changed=0    unreachable=0    failed=0    skipped=9\n"
