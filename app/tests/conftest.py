@@ -4,11 +4,13 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from urllib.parse import urlencode
 
 import pytest
+import redis
 from channels.testing import WebsocketCommunicator
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
@@ -16,6 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from apps.cafe.models import Table
 from apps.users.models import Branch, Company, User
 from core.asgi import application  # imported once, here: its django.setup() reconfigures logging
+from core.layers import channel_layers
 
 ORIGIN = b"https://app.nurcrm.kg"
 
@@ -164,6 +167,21 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis"))
     yield server.url
     server.stop()
+
+
+LAYERS = ("redis", "redis-pubsub")
+
+
+@pytest.fixture(params=LAYERS, ids=LAYERS)
+def redis_layer(request, settings, redis_server):
+    """Point the app at the real Redis with one of the two layers and a prefix of this test's own:
+    (the layer's name, the prefix, a Redis client)."""
+    prefix = f"asgi{uuid.uuid4().hex[:8]}"
+    settings.REDIS_URL = redis_server
+    settings.CHANNEL_LAYER = request.param
+    settings.CHANNEL_LAYER_PREFIX = prefix
+    settings.CHANNEL_LAYERS = channel_layers(request.param, redis_server, prefix=prefix)
+    return request.param, prefix, redis.Redis.from_url(redis_server, decode_responses=True)
 
 
 @pytest.fixture

@@ -28,18 +28,6 @@ from tests.localstack import LocalStack
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 CLOSED_BEHIND = "broadcasts behind: closing it with 1013"
 
-BACKENDS = ("redis", "redis-pubsub")
-
-
-@pytest.fixture(params=BACKENDS, ids=BACKENDS)
-def layer(request, settings, redis_server):
-    prefix = f"asgi{uuid.uuid4().hex[:8]}"
-    settings.REDIS_URL = redis_server
-    settings.CHANNEL_LAYER = request.param
-    settings.CHANNEL_LAYER_PREFIX = prefix
-    settings.CHANNEL_LAYERS = channel_layers(request.param, redis_server, prefix=prefix)
-    return request.param
-
 
 @pytest.fixture
 def handlers_called(monkeypatch):
@@ -65,7 +53,9 @@ def broadcast(table, seq):
     _broadcast(TABLE_STATUS_CHANGED, table.company_id, table.branch_id, dict(table_payload(table), seq=seq))
 
 
-async def test_every_socket_gets_every_broadcast_once_in_order_as_the_sender_encoded_it(layer, tenant, handlers_called):
+async def test_every_socket_gets_every_broadcast_once_in_order_as_the_sender_encoded_it(
+    redis_layer, tenant, handlers_called
+):
     """Three sockets, 30 broadcasts: each socket gets the 30 frames, in order, byte for byte the
     sender's encoding of {"type": "table_status_changed", "data": payload}. With the pub/sub layer
     none goes through a handler; with RedisChannelLayer every one does (its reads are per socket)."""
@@ -85,10 +75,10 @@ async def test_every_socket_gets_every_broadcast_once_in_order_as_the_sender_enc
         json.dumps({"type": "table_status_changed", "data": dict(table_payload(table), seq=seq)}) for seq in range(30)
     ]
     assert frames == [expected] * 3
-    assert len(handlers_called) == (0 if layer == "redis-pubsub" else 90)
+    assert len(handlers_called) == (0 if redis_layer[0] == "redis-pubsub" else 90)
 
 
-async def test_a_broadcast_during_the_handshake_follows_the_hello(layer, tenant, monkeypatch):
+async def test_a_broadcast_during_the_handshake_follows_the_hello(redis_layer, tenant, monkeypatch):
     """An event that arrives after the consumer joined its group but before it accepted (here: sent
     while the snapshot is read) reaches the client after connection_established, not before it."""
     company, _, user = tenant
@@ -107,7 +97,7 @@ async def test_a_broadcast_during_the_handshake_follows_the_hello(layer, tenant,
     assert (event["type"], event["data"]["seq"]) == ("table_status_changed", 1)
 
 
-async def test_an_event_without_its_frame_goes_through_the_handler(layer, tenant, handlers_called):
+async def test_an_event_without_its_frame_goes_through_the_handler(redis_layer, tenant, handlers_called):
     """group_send by another sender, without `text`: the handler builds the frame, for either layer."""
     company, _, user = tenant
     async with socket_to(token=token_for(user)) as ws:

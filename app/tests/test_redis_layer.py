@@ -9,7 +9,6 @@ import io
 import uuid
 
 import pytest
-import redis
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.core.management import call_command
@@ -24,19 +23,6 @@ from core.layers import channel_layers
 from tests.conftest import ORIGIN, connect_ok, socket_to, token_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
-
-BACKENDS = ("redis", "redis-pubsub")
-
-
-@pytest.fixture(params=BACKENDS, ids=BACKENDS)
-def redis_layer(request, settings, redis_server):
-    """Point the app at the real Redis with one of the two layers and a prefix of this test's own."""
-    prefix = f"asgi{uuid.uuid4().hex[:8]}"
-    settings.REDIS_URL = redis_server
-    settings.CHANNEL_LAYER = request.param
-    settings.CHANNEL_LAYER_PREFIX = prefix
-    settings.CHANNEL_LAYERS = channel_layers(request.param, redis_server, prefix=prefix)
-    return request.param, prefix, redis.Redis.from_url(redis_server, decode_responses=True)
 
 
 async def test_notification_from_sync_code_reaches_a_consumer_through_redis(redis_layer, tenant):
