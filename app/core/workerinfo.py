@@ -38,9 +38,22 @@ def effective_settings(worker_class=""):
     }
 
 
+def uvicorn_options(worker):
+    """The loop, HTTP and WebSocket implementations a uvicorn worker was given (None for another worker)."""
+    config = getattr(worker, "config", None)
+    if config is None or not hasattr(config, "ws"):
+        return None
+
+    def name(value):
+        return value if isinstance(value, str) else f"{value.__module__}:{value.__qualname__}"
+
+    return {"loop": name(config.loop), "http": name(config.http), "ws": name(config.ws)}
+
+
 def write_report(directory, worker):
     cls = type(worker)
     report = effective_settings(f"{cls.__module__}.{cls.__qualname__}")
+    report["uvicorn"] = uvicorn_options(worker)
     path = Path(directory) / f"worker-{report['pid']}.json"
     path.write_text(json.dumps(report))
 

@@ -54,7 +54,9 @@ def token_from_scope(scope):
 
 @database_sync_to_async
 def _active_user(user_id):
-    return get_user_model().objects.select_related("company", "branch").filter(pk=user_id, is_active=True).first()
+    # The user's row alone: a socket needs its company_id, and every open socket keeps it (no
+    # company or branch rows joined in, which would be read for nothing and held as long).
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
 
 
 @database_sync_to_async

@@ -28,6 +28,16 @@ def test_three_workers_are_running(facts):
     assert_passes(checks.gunicorn_worker_count(facts, expected=3))
 
 
+def test_workers_run_uvloop_httptools_and_the_lean_websocket_protocol(facts):
+    """uvicorn's options from roles/asgi (`asgi_uvicorn`), as each running worker reports them."""
+    options = [report.get("uvicorn") for report in facts.reports.values()]
+    assert len(options) == 3
+    assert all(
+        option == {"loop": "uvloop", "http": "httptools", "ws": "core.wsprotocol:WebSocketProtocol"}
+        for option in options
+    ), options
+
+
 def test_gunicorn_restarts_on_failure(host):
     assert host.check_output(f"systemctl show -p Restart --value {SERVICE}") == "on-failure"
 
