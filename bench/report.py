@@ -344,7 +344,7 @@ def plot(records, label, path):
         points = [row for row in rows if side in row and row[side]["reps"]]
         for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-"), ("max", "x:")):
             axis.plot([row["n"] for row in points], [row[side][key] for row in points], style, label=key)
-        axis.set_title(f"stack: {label}" if side == "stack" else "floor: one websockets process, Redis pub/sub")
+        axis.set_title("stack: nginx, gunicorn, channels" if side == "stack" else "floor: one websockets process")
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(sorted({row["n"] for row in rows}))
@@ -356,6 +356,7 @@ def plot(records, label, path):
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
     axes[0].set_ylabel("latency, send to receive (ms)")
+    figure.suptitle(label, fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)
