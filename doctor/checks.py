@@ -1,18 +1,21 @@
-"""The production checklist as checks over facts: one function per check, each returning a Result.
+"""The production checklist as checks over facts, each registered once (doctor/registry.py).
 
-The doctor (doctor/walk.py) runs them in the checklist's order; the molecule scenario's tests
-(molecule/default/tests/) assert the same functions pass, so each check is written once.
-Every check reads only `Facts`, gathered read-only by doctor/probe.py on the hosts and by
-doctor/site.py from the client's side.
+A check reads only facts: one host's view (`h`, for checks on a group's hosts) or the whole walk's
+(`f`, for the client's side and for comparisons across hosts), gathered read-only by
+doctor/probe.py on the hosts and doctor/site.py from the client. It returns ok(evidence) or
+fail(evidence, explanation); the registry adds the rerun of the layer that restores it.
 """
 
 import re
-from dataclasses import dataclass, field
 
-from doctor.nginxconf import block
+from doctor.nginxconf import block, upstream_servers
+from doctor.registry import check, fail, ok
 
 EXPECTED_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
+ASGI_APPLICATION = "core.asgi.application"
+MIN_CERTIFICATE_DAYS = 14
+MIN_WS_READ_TIMEOUT = 600
 WS_HEADERS = {
     "proxy_pass http://django_asgi": r"proxy_pass\s+http://django_asgi\s*;",
     "proxy_http_version 1.1": r"proxy_http_version\s+1\.1\s*;",
@@ -24,179 +27,153 @@ WS_HEADERS = {
     ),
     "proxy_set_header X-Forwarded-Proto $scheme": r"proxy_set_header\s+X-Forwarded-Proto\s+\$scheme\s*;",
 }
+MAP = "map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
 
 
-@dataclass
-class Result:
-    step: str
-    check: str
-    status: str  # pass | fail | skip
-    layer: str
-    evidence: str = ""
-    fix: str = ""
-
-    @property
-    def ok(self):
-        return self.status == "pass"
-
-
-@dataclass
-class Facts:
-    web: dict = field(default_factory=dict)
-    app: dict = field(default_factory=dict)
-    redis_host: dict = field(default_factory=dict)
-    site: object = None
-    tls: dict = field(default_factory=dict)
-    handshake: dict = field(default_factory=dict)
-    session: dict = field(default_factory=dict)
-    send: dict = field(default_factory=dict)
-    nginx_conf: str = ""  # the web host's configuration without comments
-    walk_logs: dict = field(default_factory=dict)  # host -> error lines logged during the walk
-
-    @property
-    def gunicorn(self):
-        return self.app.get("gunicorn") or {}
-
-    @property
-    def reports(self):
-        return self.gunicorn.get("reports") or {}
-
-
-def passed(step, check, layer, evidence=""):
-    return Result(step, check, "pass", layer, evidence)
-
-
-def failed(step, check, layer, evidence, fix):
-    return Result(step, check, "fail", layer, evidence, fix)
-
-
-def skipped(step, check, layer, why):
-    return Result(step, check, "skip", layer, why)
-
-
-# --- 1. Name resolution and TLS ---------------------------------------------------------------
+# --- 1. Name resolution and TLS, as a client sees them ------------------------------------------------
+@check("tls", "tls")
 def tls_certificate(f):
     site, tls = f.site, f.tls
     if tls.get("error"):
-        fix = (
-            f"make {site.server_name} resolve to the web host (DNS A/AAAA record)"
-            if "resolve" in tls["error"]
-            else "install a valid certificate chain for the name (certbot renew; nginx_ssl_certificate)"
+        if "resolve" in tls["error"]:
+            return fail(tls["error"], f"make {site.server_name} resolve to the web hosts (DNS A/AAAA)", manual=True)
+        return fail(
+            tls["error"],
+            "install a certificate chain valid for the name (nginx_ssl_certificate), then systemctl reload nginx",
+            manual=True,
         )
-        return failed("tls", "tls_certificate", "tls", tls["error"], fix)
-    if tls.get("days_left", 0) < 14:
-        return failed(
-            "tls",
-            "tls_certificate",
-            "tls",
+    return ok(f"{site.server_name} -> {', '.join(tls['addresses'])}; {tls.get('protocol')}, chain verified")
+
+
+@check("tls", "tls", needs=["tls_certificate"])
+def tls_certificate_lifetime(f):
+    tls = f.tls
+    if tls.get("days_left", 0) < MIN_CERTIFICATE_DAYS:
+        return fail(
             f"the certificate expires {tls['not_after']} ({tls['days_left']} days left)",
-            "renew it now (certbot renew, then systemctl reload nginx)",
+            "renew it now (certbot renew), then systemctl reload nginx",
+            manual=True,
         )
-    return passed(
-        "tls",
-        "tls_certificate",
-        "tls",
-        f"{site.server_name} -> {', '.join(tls['addresses'])}; {tls.get('protocol')}, "
-        f"valid {tls['days_left']} more days",
-    )
+    return ok(f"valid {tls['days_left']} more days")
 
 
-# --- 2. nginx configuration ----------------------------------------------------------------------
-def nginx_config_valid(f):
-    web = f.web.get("nginx") or {}
-    if web.get("test_rc") != 0:
-        error = web.get("test_err", "").strip().splitlines()
+# --- 2. nginx's configuration, on every web host -------------------------------------------------------
+@check("nginx", "nginx", on="web")
+def nginx_config_valid(h):
+    nginx = h.nginx
+    if nginx.get("test_rc") != 0:
+        error = nginx.get("test_err", "").strip().splitlines()
         evidence = error[0] if error else "nginx -t failed"
-        fix = "fix the configuration nginx -t names; until then nginx keeps serving the previous one"
         if "connection_upgrade" in evidence:
-            fix = "define `map $http_upgrade $connection_upgrade { default upgrade; '' close; }` in the http context"
-        return failed("nginx", "nginx_config_valid", "nginx", f"nginx -t: {evidence}", fix)
-    return passed("nginx", "nginx_config_valid", "nginx", "nginx -t: syntax is ok")
-
-
-def nginx_connection_upgrade_map(f):
-    body = block(f.nginx_conf, r"map\s+\$http_upgrade\s+\$connection_upgrade")
-    fix = "add `map $http_upgrade $connection_upgrade { default upgrade; '' close; }` to the http context"
-    if body is None:
-        return failed("nginx", "nginx_connection_upgrade_map", "nginx", "no map defines $connection_upgrade", fix)
-    if not (re.search(r"\bdefault\s+upgrade\s*;", body) and re.search(r"''\s+close\s*;", body)):
-        evidence = f"the map reads: {' '.join(body.split())}"
-        return failed("nginx", "nginx_connection_upgrade_map", "nginx", evidence, fix)
-    return passed("nginx", "nginx_connection_upgrade_map", "nginx", "map $http_upgrade $connection_upgrade")
-
-
-def _ws_location(f):
-    return block(f.nginx_conf, r"location\s+/ws/")
-
-
-def nginx_ws_headers(f):
-    body = _ws_location(f)
-    if body is None:
-        return failed(
-            "nginx", "nginx_ws_headers", "nginx", "no `location /ws/`", "add location /ws/ proxying to django_asgi"
+            return fail(f"nginx -t: {evidence}", f"writes back `{MAP}`; until then nginx serves its previous one")
+        return fail(
+            f"nginx -t: {evidence}", "writes back the bundle's configuration; until then nginx serves its previous one"
         )
+    return ok("nginx -t: syntax is ok")
+
+
+@check("nginx", "nginx", on="web")
+def nginx_connection_upgrade_map(h):
+    body = block(h.nginx_conf, r"map\s+\$http_upgrade\s+\$connection_upgrade")
+    if body is None:
+        return fail("no map defines $connection_upgrade", f"writes back `{MAP}` in the http context")
+    if not (re.search(r"\bdefault\s+upgrade\s*;", body) and re.search(r"''\s+close\s*;", body)):
+        return fail(f"the map reads: {' '.join(body.split())}", f"writes back `{MAP}`")
+    return ok("map $http_upgrade $connection_upgrade")
+
+
+def _ws_location(h):
+    return block(h.nginx_conf, r"location\s+/ws/")
+
+
+@check("nginx", "nginx", on="web")
+def nginx_ws_headers(h):
+    body = _ws_location(h)
+    if body is None:
+        return fail("no `location /ws/`", "writes back location /ws/ proxying to upstream django_asgi")
     missing = [name for name, pattern in WS_HEADERS.items() if not re.search(pattern, body)]
     if missing:
         connection = re.search(r"proxy_set_header\s+Connection\s+([^;]+);", body)
         seen = f" (it has `Connection {connection.group(1).strip()}`)" if connection else ""
-        return failed(
-            "nginx",
-            "nginx_ws_headers",
-            "nginx",
+        return fail(
             f"location /ws/ lacks: {'; '.join(missing)}{seen}",
-            "set them in location /ws/ (roles/nginx/templates/nurcrm.conf.j2), then nginx -t && systemctl reload nginx",
+            "writes back location /ws/ (roles/nginx/templates/nurcrm.conf.j2) and reloads nginx after nginx -t",
         )
-    return passed("nginx", "nginx_ws_headers", "nginx", "Upgrade, Connection $connection_upgrade, Host, X-Forwarded-*")
+    return ok("Upgrade, Connection $connection_upgrade, Host, X-Forwarded-*")
 
 
-def nginx_ws_timeout(f):
-    body = _ws_location(f) or ""
-    match = re.search(r"proxy_read_timeout\s+(\d+)s?\s*;", body)
+@check("nginx", "nginx", on="web")
+def nginx_ws_timeout(h):
+    match = re.search(r"proxy_read_timeout\s+(\d+)s?\s*;", _ws_location(h) or "")
     seconds = int(match.group(1)) if match else 60
-    if seconds < 600:
-        return failed(
-            "nginx",
-            "nginx_ws_timeout",
-            "nginx",
+    if seconds < MIN_WS_READ_TIMEOUT:
+        return fail(
             f"proxy_read_timeout of /ws/ is {seconds}s: silent sockets are cut",
-            "set proxy_read_timeout (and proxy_send_timeout) to 3600s in location /ws/",
+            "writes back proxy_read_timeout and proxy_send_timeout 3600s in location /ws/",
         )
-    return passed("nginx", "nginx_ws_timeout", "nginx", f"proxy_read_timeout {seconds}s")
+    return ok(f"proxy_read_timeout {seconds}s")
 
 
-def nginx_upstream_is_gunicorn_socket(f):
-    body = block(f.nginx_conf, r"upstream\s+django_asgi")
+def _reachable_binds(web, app):
+    """The upstream addresses through which `web`'s nginx can reach `app`'s gunicorn."""
+    binds = set()
+    for bind in (app.gunicorn.get("config") or {}).get("binds") or []:
+        if bind.startswith("unix:"):
+            if app.machine == web.machine:  # a unix socket serves only its own machine
+                binds.add(bind)
+            continue
+        host, _, port = bind.rpartition(":")
+        if host in ("0.0.0.0", "[::]", ""):
+            binds |= {f"{address}:{port}" for address in app.probe.get("addresses") or []}
+        binds.add(bind)
+    return binds
+
+
+@check("nginx", "nginx", on="web")
+def nginx_upstream_reaches_every_app_host(h):
+    body = block(h.nginx_conf, r"upstream\s+django_asgi")
     if body is None:
-        return failed(
-            "nginx",
-            "nginx_upstream_is_gunicorn_socket",
-            "nginx",
-            "no `upstream django_asgi`",
-            "define upstream django_asgi { server unix:/home/nur/asgi.sock; }",
+        return fail("no `upstream django_asgi`", "writes back upstream django_asgi with every app host's bind")
+    servers = upstream_servers(body)
+    apps = h.facts.of("app")
+    unreached = {a.name: sorted((a.gunicorn.get("config") or {}).get("binds") or []) for a in apps}
+    reached = set()
+    for app in apps:
+        found = _reachable_binds(h, app) & set(servers)
+        if found:
+            del unreached[app.name]
+            reached |= found
+    if unreached:
+        return fail(
+            f"upstream django_asgi is {servers}; no server reaches app host(s) {unreached}",
+            "writes upstream django_asgi from nginx_upstream_servers, which must list every app host's bind "
+            "(asgi_socket, asgi_tcp_binds)",
         )
-    servers = list(dict.fromkeys(re.findall(r"server\s+([^\s;]+)", body)))  # a backup repeats the server
-    binds = (f.gunicorn.get("config") or {}).get("binds") or []
-    if not f.gunicorn:
-        return passed("nginx", "nginx_upstream_is_gunicorn_socket", "nginx", f"upstream servers {servers}")
-    if not set(servers) & set(binds):
-        return failed(
-            "nginx",
-            "nginx_upstream_is_gunicorn_socket",
-            "nginx",
-            f"nginx connects to {servers}, gunicorn binds {binds}",
-            "make upstream django_asgi and gunicorn's bind name the same socket (asgi_socket, nginx_upstream_servers)",
+    stale = [server for server in servers if server not in reached]
+    if stale:
+        return fail(
+            f"upstream django_asgi lists {stale}, which no app host binds",
+            "writes upstream django_asgi from nginx_upstream_servers: drop servers no app host binds",
         )
-    return passed("nginx", "nginx_upstream_is_gunicorn_socket", "nginx", f"upstream {servers} = gunicorn bind")
+    return ok(f"upstream {servers} reaches {', '.join(a.name for a in apps)}")
+
+
+@check("nginx", "nginx", on="web", compares=True)
+def web_hosts_agree_on_upstream(f):
+    lists = {h.name: upstream_servers(block(h.nginx_conf, r"upstream\s+django_asgi") or "") for h in f.of("web")}
+    if len({tuple(sorted(servers)) for servers in lists.values()}) > 1:
+        return fail(
+            f"web hosts list different upstream servers: {lists}",
+            "writes the same upstream django_asgi on every web host",
+        )
+    return ok(f"{len(lists)} web host(s), one upstream list {next(iter(lists.values()), [])}")
 
 
 # --- 3. The handshake through the public URL ---------------------------------------------------------
 HANDSHAKE_CAUSES = {
-    400: ("nginx", "a bad upgrade request reached the app: check location /ws/ headers and the URL"),
+    400: ("nginx", "a bad upgrade request reached the app: location /ws/'s headers, or the URL"),
     403: ("django", "the app refused the handshake: Origin not in ALLOWED_HOSTS, or no route for the path"),
-    404: (
-        "nginx",
-        "the request reached Django as plain HTTP: nginx drops Upgrade/Connection, or the URL is not /ws/cafe/tables/",
-    ),
+    404: ("nginx", "the request reached Django as plain HTTP: nginx drops Upgrade/Connection, or the URL is not /ws/"),
     426: ("nginx", "upgrade required: nginx talks HTTP/1.0 upstream (proxy_http_version 1.1 missing)"),
     500: ("gunicorn", "the app failed during the handshake: see journalctl -u gunicorn"),
     502: ("gunicorn", "nginx cannot reach gunicorn: unit down, socket missing, or no permission on the socket"),
@@ -205,405 +182,364 @@ HANDSHAKE_CAUSES = {
 
 
 def _blame_handshake(f, status):
-    """The layer and cause behind a failed handshake, from what the hosts show."""
-    g = f.gunicorn
-    unit = (g.get("unit") or {}).get("ActiveState")
-    if g and unit != "active":
-        return "gunicorn", f"unit gunicorn is {unit}", "systemctl start gunicorn; journalctl -u gunicorn -n 50"
-    sock = g.get("socket") or {}
-    if g and not sock.get("exists"):
-        return "gunicorn", f"socket {sock.get('path')} does not exist", "systemctl restart gunicorn"
-    if g and sock.get("exists") and not sock.get("nginx_user_connects"):
-        return (
-            "gunicorn",
-            f"nginx's user cannot connect to {sock.get('path')}: {sock.get('connect_error')}",
-            "run gunicorn with nginx's group and umask 007 (roles/asgi)",
-        )
-    worker_class = (g.get("config") or {}).get("worker_class")
-    if g and worker_class != EXPECTED_WORKER_CLASS:
-        return (
-            "gunicorn",
-            f"worker_class is {worker_class}",
-            f"set worker_class = {EXPECTED_WORKER_CLASS!r} and restart gunicorn",
-        )
-    ping = (f.app.get("redis") or {}).get("ping")
-    if status != 403 and ping not in (None, "PONG"):
-        return "redis", f"Redis does not answer the app (PING -> {ping!r})", "systemctl start redis-server"
-    if status == 403:
-        origin_host = f.site.server_name
-        for pid, report in f.reports.items():
-            hosts = report.get("allowed_hosts") or []
-            if "*" not in hosts and not any(origin_host == h or origin_host.endswith(h) for h in hosts if h):
-                return (
-                    "django",
-                    f"Origin {f.site.origin} is not in worker {pid}'s ALLOWED_HOSTS {hosts}",
-                    f"add {origin_host} to ALLOWED_HOSTS (app_allowed_hosts) and restart gunicorn",
-                )
-    layer, cause = HANDSHAKE_CAUSES.get(status, ("nginx", "unexpected answer"))
-    return layer, cause, "see the logs below; then rerun the doctor"
+    """(layer, hosts, cause, explanation) behind a failed handshake, from what the app hosts show."""
+    for h in f.of("app"):
+        g = h.gunicorn
+        unit = (g.get("unit") or {}).get("ActiveState")
+        sock = g.get("socket") or {}
+        worker_class = (g.get("config") or {}).get("worker_class")
+        if unit != "active":
+            return "gunicorn", [h.name], f"unit gunicorn on {h.name} is {unit}", "starts gunicorn"
+        if not sock.get("exists"):
+            return "gunicorn", [h.name], f"socket {sock.get('path')} on {h.name} does not exist", "restarts gunicorn"
+        if not sock.get("nginx_user_connects"):
+            return (
+                "gunicorn",
+                [h.name],
+                f"nginx's user cannot connect to {sock.get('path')} on {h.name}: {sock.get('connect_error')}",
+                "runs gunicorn with nginx's group and umask 007",
+            )
+        if worker_class != EXPECTED_WORKER_CLASS:
+            return "gunicorn", [h.name], f"worker_class on {h.name} is {worker_class}", "writes back the worker class"
+        ping = h.redis.get("ping")
+        if status != 403 and ping not in (None, "PONG"):
+            return "redis", _redis_hosts(h), f"Redis does not answer {h.name} (PING -> {ping!r})", "starts Redis"
+        if status == 403 and (refused := _origin_refused(h)):
+            return "django", [h.name], refused, "writes back ALLOWED_HOSTS (app_allowed_hosts) and restarts gunicorn"
+    layer, cause = HANDSHAKE_CAUSES.get(status, ("nginx", "an unexpected answer"))
+    return layer, [], cause, "restores the layer; the logs below say more"
 
 
+@check("handshake", "nginx", needs=["tls_certificate"])
 def handshake_upgrades(f):
     hs = f.handshake
     if hs.get("status") == 101:
-        return passed("handshake", "handshake_upgrades", "nginx", f"{f.site.url()} answered 101 Switching Protocols")
+        return ok(f"{f.site.url()} answered 101 Switching Protocols")
     if hs.get("status") is None:
-        return failed(
-            "handshake", "handshake_upgrades", "nginx", f"no answer: {hs.get('error')}", "is nginx running? (tls step)"
-        )
-    layer, cause, fix = _blame_handshake(f, hs["status"])
-    return failed("handshake", "handshake_upgrades", layer, f"{hs.get('status_line')}: {cause}", fix)
+        return fail(f"no answer: {hs.get('error')}", "starts nginx and checks that it serves HTTPS")
+    layer, hosts, cause, explanation = _blame_handshake(f, hs["status"])
+    return fail(f"{hs.get('status_line')}: {cause}", explanation, layer=layer, hosts=hosts)
 
 
-# --- 4. gunicorn -------------------------------------------------------------------------------------
-def _need_app(f, step, check):
-    if not f.gunicorn:
-        return skipped(step, check, "gunicorn", f"no facts from the app host: {f.app.get('probe_error', '')}")
-    return None
-
-
-def gunicorn_active(f):
-    if skip := _need_app(f, "gunicorn", "gunicorn_active"):
-        return skip
-    unit = f.gunicorn["unit"]
+# --- 4. gunicorn, on every app host -----------------------------------------------------------------
+@check("gunicorn", "gunicorn", on="app")
+def gunicorn_active(h):
+    unit = h.gunicorn.get("unit") or {}
     if unit.get("ActiveState") != "active" or unit.get("UnitFileState") != "enabled":
-        return failed(
-            "gunicorn",
-            "gunicorn_active",
-            "gunicorn",
+        return fail(
             f"unit gunicorn is {unit.get('ActiveState')}/{unit.get('SubState')}, {unit.get('UnitFileState')}",
-            "systemctl enable --now gunicorn; journalctl -u gunicorn -n 50 says why it stopped",
+            "enables and starts gunicorn; journalctl -u gunicorn -n 50 says why it stopped",
         )
-    return passed("gunicorn", "gunicorn_active", "gunicorn", f"active, enabled, main pid {f.gunicorn['main_pid']}")
+    return ok(f"active, enabled, main pid {h.gunicorn['main_pid']}")
 
 
-def gunicorn_worker_class(f):
-    if skip := _need_app(f, "gunicorn", "gunicorn_worker_class"):
-        return skip
-    configured = f.gunicorn["config"]["worker_class"]
-    running = sorted({r.get("worker_class", "") for r in f.reports.values()})
+@check("gunicorn", "gunicorn", on="app")
+def gunicorn_worker_class(h):
+    configured = (h.gunicorn.get("config") or {}).get("worker_class")
+    running = sorted({r.get("worker_class", "") for r in h.reports.values()})
     wrong = configured != EXPECTED_WORKER_CLASS or any(
         not (cls.startswith("uvicorn_worker.") and cls.endswith("UvicornWorker")) for cls in running
     )
     if wrong:
-        return failed(
-            "gunicorn",
-            "gunicorn_worker_class",
-            "gunicorn",
+        return fail(
             f"configured {configured}, running {running or 'unknown'}: only uvicorn workers speak ASGI/WebSocket",
-            f"worker_class = {EXPECTED_WORKER_CLASS!r} in {f.gunicorn['config_path']}; systemctl restart gunicorn",
+            f"writes back worker_class = {EXPECTED_WORKER_CLASS!r} in {h.gunicorn.get('config_path')} and restarts",
         )
-    return passed("gunicorn", "gunicorn_worker_class", "gunicorn", f"{configured} in every worker")
+    return ok(f"{configured} in every worker")
 
 
-def gunicorn_worker_count(f, expected=None):
-    if skip := _need_app(f, "gunicorn", "gunicorn_worker_count"):
-        return skip
-    configured = f.gunicorn["config"].get("workers")
-    expected = expected or (int(configured) if configured and configured.isdigit() else 3)
-    workers = f.gunicorn["workers"]
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
+def gunicorn_worker_count(h):
+    configured = (h.gunicorn.get("config") or {}).get("workers") or ""
+    expected = int(configured) if configured.isdigit() else 3
+    workers = h.gunicorn.get("workers") or []
     if len(workers) != expected:
-        return failed(
-            "gunicorn",
-            "gunicorn_worker_count",
-            "gunicorn",
+        return fail(
             f"{len(workers)} workers running, {expected} configured",
-            "journalctl -u gunicorn shows why workers die; systemctl restart gunicorn",
+            "restarts gunicorn; journalctl -u gunicorn says why workers die",
         )
-    return passed("gunicorn", "gunicorn_worker_count", "gunicorn", f"{len(workers)} workers: {workers}")
+    return ok(f"{len(workers)} workers: {workers}")
 
 
-def gunicorn_socket(f):
-    if skip := _need_app(f, "gunicorn", "gunicorn_socket"):
-        return skip
-    sock = f.gunicorn.get("socket")
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
+def gunicorn_socket(h):
+    sock = h.gunicorn.get("socket")
     if not sock:
-        return failed(
-            "gunicorn",
-            "gunicorn_socket",
-            "gunicorn",
-            f"gunicorn binds no unix socket: {f.gunicorn['config'].get('binds')}",
-            "bind = ['unix:/home/nur/asgi.sock']",
-        )
+        binds = (h.gunicorn.get("config") or {}).get("binds")
+        return fail(f"gunicorn binds no unix socket: {binds}", "writes back bind = ['unix:/home/nur/asgi.sock', ...]")
     if not (sock.get("exists") and sock.get("is_socket")):
-        return failed(
-            "gunicorn",
-            "gunicorn_socket",
-            "gunicorn",
-            f"{sock['path']} is missing or not a socket",
-            "systemctl restart gunicorn",
-        )
+        return fail(f"{sock['path']} is missing or not a socket", "restarts gunicorn, which makes it")
     if not sock.get("nginx_user_connects"):
-        return failed(
-            "gunicorn",
-            "gunicorn_socket",
-            "gunicorn",
+        return fail(
             f"nginx's user cannot connect to {sock['path']} ({sock.get('mode')}, group {sock.get('group')}): "
             f"{sock.get('connect_error')}",
-            "run gunicorn with nginx's group and umask 007 (roles/asgi); the home must be traversable (0711)",
+            "runs gunicorn with nginx's group and umask 007; the socket's folder must be traversable (0711)",
         )
-    return passed(
-        "gunicorn",
-        "gunicorn_socket",
-        "gunicorn",
-        f"{sock['path']} {sock['mode']} group {sock['group']}, nginx connects",
-    )
+    return ok(f"{sock['path']} {sock['mode']} group {sock['group']}, nginx connects")
 
 
-def gunicorn_workers_stable(f):
-    if skip := _need_app(f, "gunicorn", "gunicorn_workers_stable"):
-        return skip
-    before, after = f.gunicorn["workers"], f.gunicorn["workers_later"]
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
+def gunicorn_workers_stable(h):
+    before, after = h.gunicorn.get("workers"), h.gunicorn.get("workers_later")
     if before != after:
-        return failed(
-            "gunicorn",
-            "gunicorn_workers_stable",
-            "gunicorn",
+        return fail(
             f"workers changed within a second: {before} -> {after}",
-            "workers crash or are recycled: max_requests must be 0; read journalctl -u gunicorn",
+            "writes back max_requests = 0 and restarts; if workers still crash, journalctl -u gunicorn says why",
         )
-    return passed("gunicorn", "gunicorn_workers_stable", "gunicorn", f"same pids over the sample: {after}")
+    return ok(f"same pids over the sample: {after}")
 
 
-# --- 5. Redis ------------------------------------------------------------------------------------------
-def _target(view):
+# --- 5. Redis: each Redis host, and each app host's view of it ------------------------------------
+def target(view):
+    """host:port/db (or socket/db) of an environment's REDIS_URL, as the probe reduced it."""
     redis = (view or {}).get("REDIS") or {}
     where = redis.get("socket") or f"{redis.get('host')}:{redis.get('port')}"
     return f"{where}/{redis.get('db')}"
 
 
-def redis_reachable(f):
-    if skip := _need_app(f, "redis", "redis_reachable"):
-        return skip
-    redis = f.app.get("redis") or {}
+def _redis_hosts(h):
+    """The Redis hosts an app host's REDIS_URL points at; all of them when the address names none."""
+    redis = ((h.gunicorn.get("env") or {}).get("REDIS")) or {}
+    hosts = h.facts.of("redis")
+    matching = [
+        r.name
+        for r in hosts
+        if redis.get("port") == r.redis_server.get("port") and redis.get("host") in r.redis_server.get("binds", [])
+    ]
+    return matching or [r.name for r in hosts]
+
+
+@check("redis", "redis", on="redis")
+def redis_server_active(h):
+    server = h.redis_server
+    reply = server.get("ping") or ""
+    if server.get("service") != "active" or not (reply == "PONG" or reply.startswith("NOAUTH")):
+        return fail(
+            f"redis-server is {server.get('service')}; PING {server.get('address')} -> {reply!r}",
+            "starts redis-server with the bundle's redis.conf",
+        )
+    return ok(f"redis-server active, answers on {server.get('address')}")
+
+
+@check("redis", "redis", on="app")
+def redis_reachable(h):
+    redis, env = h.redis, h.gunicorn.get("env") or {}
     if not redis.get("configured"):
-        return failed("redis", "redis_reachable", "redis", "REDIS_URL is not set", "set REDIS_URL (app_redis_url)")
+        return fail("REDIS_URL is not set", "writes back REDIS_URL (app_redis_url)", layer="django")
     ping = redis.get("ping", "")
     if ping == "PONG":
-        return passed("redis", "redis_reachable", "redis", f"PING {_target(f.gunicorn['env'])} -> PONG")
-    fix = "systemctl start redis-server (on the redis host); check its bind address and port"
-    if "NOAUTH" in ping or "WRONGPASS" in ping or "AUTH" in ping:
-        fix = "REDIS_URL's password must match Redis's requirepass (vault_redis_password)"
-    service = f.redis_host.get("redis_service")
-    state = f"; redis-server is {service}" if service else ""
-    return failed("redis", "redis_reachable", "redis", f"PING {_target(f.gunicorn['env'])} -> {ping!r}{state}", fix)
-
-
-def redis_authenticated(f):
-    if skip := _need_app(f, "redis", "redis_authenticated"):
-        return skip
-    redis = f.app.get("redis") or {}
-    if not (redis.get("target") or {}).get("password"):
-        return passed("redis", "redis_authenticated", "redis", "no password configured (loopback only)")
-    anonymous = redis.get("anonymous_ping") or ""
-    if anonymous == "PONG":
-        return failed(
-            "redis",
-            "redis_authenticated",
-            "redis",
-            "Redis answers PING without the password",
-            "set requirepass (redis_password) and restart redis-server",
+        return ok(f"PING {target(env)} -> PONG")
+    servers = _redis_hosts(h)
+    states = {name: h.facts.on(name).redis_server.get("service") for name in servers}
+    evidence = f"PING {target(env)} -> {ping!r}; redis-server: {states}"
+    if any(word in ping for word in ("NOAUTH", "WRONGPASS", "AUTH")):
+        return fail(
+            evidence, "writes back requirepass from vault_redis_password, which REDIS_URL carries too", hosts=servers
         )
-    return passed("redis", "redis_authenticated", "redis", "the app's password is required and accepted")
+    return fail(evidence, "starts redis-server and writes back its bind address and port", hosts=servers)
 
 
-def workers_share_redis(f):
-    if skip := _need_app(f, "redis", "workers_share_redis"):
-        return skip
-    env = f.gunicorn["env"]
+@check("redis", "redis", on="app", needs=["redis_reachable"])
+def redis_authenticated(h):
+    redis = h.redis
+    if not (redis.get("target") or {}).get("password"):
+        return ok("no password configured (loopback only)")
+    if redis.get("anonymous_ping") == "PONG":
+        return fail(
+            "Redis answers PING without the password",
+            "writes back requirepass (redis_password) and restarts redis-server",
+            hosts=_redis_hosts(h),
+        )
+    return ok("the app's password is required and accepted")
+
+
+@check("redis", "redis", on="app", needs=["gunicorn_active"])
+def workers_share_redis(h):
+    g = h.gunicorn
+    env = g.get("env") or {}
     keys = ("REDIS_URL_FINGERPRINT", "CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX")
     expected = tuple(env.get(k) for k in keys)
-    drift = [pid for pid, view in f.gunicorn["worker_env"].items() if tuple(view.get(k) for k in keys) != expected]
+    drift = [pid for pid, view in (g.get("worker_env") or {}).items() if tuple(view.get(k) for k in keys) != expected]
     if drift:
-        return failed(
-            "redis",
-            "workers_share_redis",
-            "redis",
-            f"workers {drift} run with other REDIS_URL/CHANNEL_LAYER settings than {f.gunicorn['env_file']}",
-            "systemctl restart gunicorn (settings changed without a restart)",
+        return fail(
+            f"workers {drift} run with other REDIS_URL/CHANNEL_LAYER settings than {g.get('env_file')}",
+            "restarts gunicorn (settings changed without a restart)",
+            layer="gunicorn",
         )
-    target = {k: env["REDIS"][k] for k in env["REDIS"] if k != "password"} if env.get("REDIS") else None
-    missing = [pid for pid in map(str, f.gunicorn["workers"]) if pid not in f.reports]
+    missing = [pid for pid in map(str, g.get("workers") or []) if pid not in h.reports]
     if missing:
-        return failed(
-            "redis",
-            "workers_share_redis",
-            "redis",
+        return fail(
             f"workers {missing} have not reported their settings in /run/gunicorn",
-            "restart gunicorn with the deployed gunicorn.conf.py (roles/asgi)",
+            "writes back gunicorn.conf.py, whose post_worker_init reports them, and restarts",
+            layer="gunicorn",
         )
+    expected_redis = {k: v for k, v in (env.get("REDIS") or {}).items() if k != "password"}
     # Workers on the in-memory layer use no Redis at all: the django step names them.
     off = {
-        pid: _target({"REDIS": r["redis"]}) + f" prefix {r['channel_layer_prefix']}"
-        for pid, r in f.reports.items()
+        pid: target({"REDIS": r["redis"]}) + f" prefix {r['channel_layer_prefix']}"
+        for pid, r in h.reports.items()
         if r["channel_layer"] != MEMORY_LAYER
         and (
-            {k: v for k, v in r["redis"].items() if k != "password"} != target
+            {k: v for k, v in r["redis"].items() if k != "password"} != expected_redis
             or r["channel_layer_prefix"] != env.get("CHANNEL_LAYER_PREFIX")
         )
     }
     if off:
-        return failed(
-            "redis",
-            "workers_share_redis",
-            "redis",
-            f"expected {_target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}; but {off}",
-            "every worker must use one Redis, database and prefix: find what sets REDIS_URL per worker "
-            "(gunicorn.conf.py hooks, raw_env), fix it, systemctl restart gunicorn",
+        return fail(
+            f"expected {target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}; but {off}",
+            "writes back gunicorn.conf.py and restarts; every worker must use one Redis, database and prefix: "
+            "if it persists, find what sets REDIS_URL per worker (hooks, raw_env)",
+            layer="gunicorn",
         )
-    return passed(
-        "redis",
-        "workers_share_redis",
-        "redis",
-        f"all {len(f.reports)} workers on {_target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}",
-    )
+    return ok(f"all {len(h.reports)} workers on {target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}")
 
 
-# --- 6. Django settings as the workers see them --------------------------------------------------------
-def _each_report(f, step, check):
-    if skip := _need_app(f, step, check):
-        return skip, None
-    if not f.reports:
-        return failed(step, check, "django", "no worker reported its settings", "systemctl restart gunicorn"), None
-    return None, f.reports
+@check("redis", "django", on="app", compares=True)
+def app_hosts_agree_on_redis(f):
+    def layer(h):
+        env = h.gunicorn.get("env") or {}
+        return f"{target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')} layer {env.get('CHANNEL_LAYER')}"
+
+    views = {h.name: layer(h) for h in f.of("app")}
+    if len(set(views.values())) > 1:
+        return fail(
+            f"app hosts use different channel layers: {views}: events sent on one never reach the others' sockets",
+            "writes every app host's env file from the same inventory variables (nurcrm_redis_host, app_redis_url)",
+        )
+    return ok(f"{len(views)} app host(s) on {next(iter(views.values()), '?')}")
 
 
-def django_allowed_hosts(f):
-    skip, reports = _each_report(f, "django", "django_allowed_hosts")
-    if skip:
-        return skip
-    origin_host = f.site.server_name
-    for pid, report in reports.items():
-        hosts = report["allowed_hosts"]
-        if "*" in hosts:
-            return failed(
-                "django",
-                "django_allowed_hosts",
-                "django",
-                f"worker {pid}: ALLOWED_HOSTS is {hosts}",
-                "list the real host names (app_allowed_hosts)",
-            )
-        if not any(origin_host == h or (h.startswith(".") and origin_host.endswith(h)) for h in hosts):
-            return failed(
-                "django",
-                "django_allowed_hosts",
-                "django",
-                f"clients send Origin {f.site.origin}; worker {pid} allows {hosts}",
-                f"add {origin_host} to ALLOWED_HOSTS (app_allowed_hosts) and restart gunicorn",
-            )
-    return passed("django", "django_allowed_hosts", "django", f"Origin {f.site.origin} is allowed")
+# --- The database, on every db host --------------------------------------------------------------------
+@check("database", "postgresql", on="db")
+def postgresql_ready(h):
+    db = h.probe.get("postgresql") or {}
+    if db.get("service") != "active" or db.get("ready_rc") != 0:
+        return fail(
+            f"postgresql is {db.get('service')}; pg_isready: {db.get('ready') or 'no answer'}",
+            "starts PostgreSQL with the bundle's configuration",
+        )
+    return ok(f"postgresql active; pg_isready: {db.get('ready')}")
 
 
-def django_asgi_application(f):
-    skip, reports = _each_report(f, "django", "django_asgi_application")
-    if skip:
-        return skip
-    wrong = {
-        pid: r["asgi_application"] for pid, r in reports.items() if r["asgi_application"] != "core.asgi.application"
-    }
+# --- 6. Django settings as each app host's workers see them --------------------------------------------
+def _reports(h):
+    """The workers' reports, or the failure that there are none."""
+    if not h.reports:
+        return None, fail("no worker reported its settings", "restarts gunicorn with the bundle's config", "gunicorn")
+    return h.reports, None
+
+
+def _origin_refused(h):
+    """Why a worker of this host refuses the Origin clients send, or None."""
+    origin_host = h.site.server_name
+    for pid, report in h.reports.items():
+        hosts = report.get("allowed_hosts") or []
+        if not any(origin_host == a or (a.startswith(".") and origin_host.endswith(a)) for a in hosts):
+            return f"clients send Origin {h.site.origin}; worker {pid} on {h.name} allows {hosts}"
+    return None
+
+
+@check("django", "django", on="app", needs=["gunicorn_active"])
+def django_allowed_hosts(h):
+    reports, missing = _reports(h)
+    if missing:
+        return missing
+    wildcard = [pid for pid, r in reports.items() if "*" in r.get("allowed_hosts", [])]
+    if wildcard:
+        return fail(f"workers {wildcard}: ALLOWED_HOSTS is ['*']", "writes back the real names (app_allowed_hosts)")
+    if refused := _origin_refused(h):
+        return fail(
+            refused,
+            f"writes back ALLOWED_HOSTS from app_allowed_hosts (which must list {h.site.server_name}) and restarts",
+        )
+    return ok(f"Origin {h.site.origin} is allowed")
+
+
+@check("django", "django", on="app", needs=["gunicorn_active"])
+def django_asgi_application(h):
+    reports, missing = _reports(h)
+    if missing:
+        return missing
+    wrong = {pid: r["asgi_application"] for pid, r in reports.items() if r["asgi_application"] != ASGI_APPLICATION}
     if wrong:
-        return failed(
-            "django",
-            "django_asgi_application",
-            "django",
-            f"ASGI_APPLICATION {wrong}",
-            'ASGI_APPLICATION = "core.asgi.application"',
-        )
-    return passed("django", "django_asgi_application", "django", "core.asgi.application")
+        return fail(f"ASGI_APPLICATION {wrong}", f'writes back the code, whose settings say "{ASGI_APPLICATION}"')
+    return ok(ASGI_APPLICATION)
 
 
-def django_channel_layer(f):
-    skip, reports = _each_report(f, "django", "django_channel_layer")
-    if skip:
-        return skip
+@check("django", "django", on="app", needs=["gunicorn_active"])
+def django_channel_layer(h):
+    reports, missing = _reports(h)
+    if missing:
+        return missing
     memory = [pid for pid, r in reports.items() if r["channel_layer"] == MEMORY_LAYER]
     if memory:
-        return failed(
-            "django",
-            "django_channel_layer",
-            "django",
+        return fail(
             f"workers {memory} use the in-memory channel layer: events never cross between workers or from manage.py",
-            "CHANNEL_LAYER=redis in the env file (app_channel_layer), then systemctl restart gunicorn",
+            "writes back CHANNEL_LAYER (app_channel_layer) in the env file and restarts gunicorn",
         )
-    backends = sorted({r["channel_layer"] for r in reports.values()})
-    return passed("django", "django_channel_layer", "django", ", ".join(backends))
+    return ok(", ".join(sorted({r["channel_layer"] for r in reports.values()})))
 
 
-def django_debug_off(f):
-    skip, reports = _each_report(f, "django", "django_debug_off")
-    if skip:
-        return skip
+@check("django", "django", on="app", needs=["gunicorn_active"])
+def django_debug_off(h):
+    reports, missing = _reports(h)
+    if missing:
+        return missing
     debug = [pid for pid, r in reports.items() if r.get("debug")]
     if debug:
-        return failed(
-            "django",
-            "django_debug_off",
-            "django",
+        return fail(
             f"workers {debug} run with DEBUG on: tracebacks and settings reach clients",
-            "DEBUG=0 in the env file (app_debug: false), then systemctl restart gunicorn",
+            "writes back DEBUG=0 (app_debug: false) and restarts gunicorn",
         )
-    return passed("django", "django_debug_off", "django", "DEBUG is off")
+    return ok("DEBUG is off")
 
 
-# --- 7. Consumer ---------------------------------------------------------------------------------------
+# --- 7. The consumer, through the public URL with a token minted on an app host ---------------------
+@check("consumer", "consumer", needs=["handshake_upgrades"])
 def consumer_accepts_token(f):
-    s = f.session
-    if not f.app.get("token"):
-        return failed(
-            "consumer",
-            "consumer_accepts_token",
-            "auth",
-            f"no token could be minted on the host: {f.app.get('token_error') or f.app.get('probe_error')}",
-            "nurcrm-manage issue_token --user <user> must work on the app host (doctor --user)",
+    s, minted = f.session, f.on(f.session_host).probe
+    if not minted.get("token"):
+        return fail(
+            f"no token could be minted on {f.session_host}: {minted.get('token_error')}",
+            "`nurcrm-manage issue_token --user <user>` must work on the app host: create the doctor's user "
+            "(doctor_user) in a company, or pass --user",
+            layer="auth",
+            manual=True,
         )
     if (s.get("hello") or {}).get("type") == "connection_established":
-        return passed(
-            "consumer",
-            "consumer_accepts_token",
-            "consumer",
+        return ok(
             f"connection_established with {len(s['hello'].get('tables', []))} tables; "
-            f"ping -> pong in {s.get('pong_ms')} ms",
+            f"ping -> pong in {s.get('pong_ms')} ms"
         )
     if s.get("close_code") == 4401:
-        return failed(
-            "consumer",
-            "consumer_accepts_token",
-            "auth",
-            f"closed 4401 ({s.get('close_reason')}) for a token minted on the host just now",
-            "tokens are born invalid: check JWT_ACCESS_TTL (app_jwt_access_ttl), JWT_SIGNING_KEY equal for "
-            "manage.py and gunicorn, and the host clock (timedatectl)",
+        return fail(
+            f"closed 4401 ({s.get('close_reason')}) for a token minted on {f.session_host} just now",
+            "writes back JWT_ACCESS_TTL and JWT_SIGNING_KEY, one for manage.py and gunicorn, and restarts; "
+            "a wrong host clock (timedatectl) no playbook fixes",
+            layer="auth",
+            hosts=[f.session_host],
         )
     if s.get("close_code"):
-        return failed(
-            "consumer",
-            "consumer_accepts_token",
-            "consumer",
+        return fail(
             f"closed {s['close_code']} ({s.get('close_reason')})",
-            "4403: the user needs a company and the branch must be the company's",
+            "writes back the code; 4403 means the doctor's user needs a company (no playbook makes one)",
         )
-    return failed(
-        "consumer",
-        "consumer_accepts_token",
-        "consumer",
-        "no connection_established: "
-        + (f"the handshake with a token answered HTTP {s['http_status']}" if s.get("http_status") else "")
-        + str(s.get("error") or s.get("hello") or ""),
-        "see the logs below",
+    answered = f"the handshake with a token answered HTTP {s['http_status']}" if s.get("http_status") else ""
+    return fail(
+        f"no connection_established: {answered}{s.get('error') or s.get('hello') or ''}",
+        "writes back the code and restarts gunicorn; the logs below say more",
     )
 
 
-# --- 8. Channel layer groups -----------------------------------------------------------------------------
+# --- 8. The socket's group in Redis ------------------------------------------------------------------------
+@check("groups", "groups", needs=["consumer_accepts_token"])
 def group_exists(f):
     send = f.session.get("send") or {}
-    if not send:
-        return skipped("groups", "group_exists", "groups", "no socket was connected (consumer step)")
     if send.get("rc") != 0:
-        return failed(
-            "groups",
-            "group_exists",
-            "groups",
-            f"send_test_notification failed: {send.get('err', '').strip().splitlines()[-1:]}",
-            "read the error; Redis must be reachable from manage.py",
+        return fail(
+            f"send_test_notification failed on {f.session_host}: {send.get('err', '').strip().splitlines()[-1:]}",
+            "writes back the app's settings; Redis must be reachable from manage.py",
+            layer="delivery",
         )
     company = f.session["hello"]["company_id"]
     group = f"cafe_tables_{company}"
@@ -611,78 +547,39 @@ def group_exists(f):
     count = re.match(rf"{group}: (\d+|\?)", line)
     how = re.search(r"\[(.*)\]", line)
     if count and count.group(1) not in ("?", "0"):
-        return passed(
-            "groups", "group_exists", "groups", f"{line.split('[')[0].strip()} [{how.group(1) if how else ''}]"
-        )
-    others = send.get("group_keys") or []
-    return failed(
-        "groups",
-        "group_exists",
-        "groups",
+        return ok(f"{line.split('[')[0].strip()} [{how.group(1) if how else ''}]")
+    return fail(
         f"a socket of company {company} is open, yet {group} has no member ({how.group(1) if how else line}); "
-        f"group keys of this company in Redis: {others}",
-        "sender and consumer must build the same group name (apps/cafe/groups.py); restart gunicorn after fixing",
+        f"group keys of this company in Redis: {send.get('group_keys') or []}",
+        "writes back the code: sender and consumer build the group name in apps/cafe/groups.py alone",
     )
 
 
-# --- 9. Delivery -------------------------------------------------------------------------------------------
+# --- 9. Delivery ---------------------------------------------------------------------------------------
+@check("delivery", "delivery", needs=["group_exists"])
 def delivery(f):
     s = f.session
-    if not s.get("send"):
-        return skipped("delivery", "delivery", "delivery", "no socket was connected (consumer step)")
     if s.get("event"):
-        return passed(
-            "delivery",
-            "delivery",
-            "delivery",
+        return ok(
             f"table_status_changed arrived {s['event_ms']} ms after send_test_notification started "
-            f"(includes its start-up); socket ping round trip {s.get('pong_ms')} ms",
+            f"(includes its start-up); socket ping round trip {s.get('pong_ms')} ms"
         )
-    return failed(
-        "delivery",
-        "delivery",
-        "delivery",
+    return fail(
         "send_test_notification ran but the socket received nothing in 10 s",
-        "all workers and manage.py must share one Redis layer and group names (steps 5, 6, 8)",
+        "writes back the app; every worker and manage.py must share one Redis layer and group names (steps redis, "
+        "django, groups)",
     )
 
 
-# --- 10. Logs ------------------------------------------------------------------------------------------------
-def recent_errors(f):
-    lines = (f.gunicorn.get("errors") or []) + ((f.web.get("nginx") or {}).get("errors") or [])
+# --- 10. Logs, on every web and app host ---------------------------------------------------------------
+@check("logs", "logs", on=("web", "app"))
+def recent_errors(h):
+    logged = h.walk_logs.get(h.name) or {}
+    lines = (logged.get("gunicorn") or []) + (logged.get("nginx") or [])
     if lines:
-        return failed(
-            "logs",
-            "recent_errors",
-            "logs",
-            f"{len(lines)} recent error line(s); last: {lines[-1]}",
-            "read journalctl -u gunicorn and /var/log/nginx/error.log",
+        return fail(
+            f"{len(lines)} error line(s) logged during this walk; last: {lines[-1]}",
+            f"they name the layer: journalctl -u gunicorn and /var/log/nginx/error.log on {h.name}",
+            manual=True,
         )
-    return passed("logs", "recent_errors", "logs", "no errors in journalctl -u gunicorn or nginx's error.log")
-
-
-STEPS = [
-    ("1 tls", [tls_certificate]),
-    (
-        "2 nginx",
-        [
-            nginx_config_valid,
-            nginx_connection_upgrade_map,
-            nginx_ws_headers,
-            nginx_ws_timeout,
-            nginx_upstream_is_gunicorn_socket,
-        ],
-    ),
-    ("3 handshake", [handshake_upgrades]),
-    (
-        "4 gunicorn",
-        [gunicorn_active, gunicorn_worker_class, gunicorn_worker_count, gunicorn_socket, gunicorn_workers_stable],
-    ),
-    ("5 redis", [redis_reachable, redis_authenticated, workers_share_redis]),
-    ("6 django", [django_allowed_hosts, django_asgi_application, django_channel_layer, django_debug_off]),
-    ("7 consumer", [consumer_accepts_token]),
-    ("8 channel layer", [group_exists]),
-    ("9 delivery", [delivery]),
-    ("10 logs", [recent_errors]),
-]
-ALL_CHECKS = [check for _, checks in STEPS for check in checks]
+    return ok("no errors logged by gunicorn or nginx during this walk")

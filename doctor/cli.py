@@ -1,11 +1,16 @@
-"""nurcrm-doctor: find the broken layer of a live deployment.
+"""nurcrm-doctor: find the broken layer of a live deployment, and rerun it with --fix.
 
-    nurcrm-doctor -i inventory/prod            a table; exit 0 only when every check passes
-    nurcrm-doctor -i inventory/local --json    the same as JSON
+    nurcrm-doctor -i inventory/prod                a table; exit status 0: every check passes
+    nurcrm-doctor -i inventory/prod --json         the same as JSON
+    nurcrm-doctor -i inventory/prod --fix          rerun the first broken layer's playbook, walk again
+    nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
 
-It changes nothing on the hosts: it reads configuration, processes and logs, mints a token
-(no database write), and sends one table_status_changed event of an unchanged table to the
-token user's company through the real sender.
+Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails, 2 the doctor could
+not look (a missing tool, an unreadable inventory, an unreachable host: one line on stderr).
+
+The walk changes nothing on the hosts: it reads configuration, processes and logs, mints a token
+(no database write), and sends one table_status_changed event of an unchanged table to the token
+user's company through the real sender. Only --fix changes anything, and only by a playbook.
 """
 
 import argparse
@@ -15,24 +20,38 @@ import textwrap
 import time
 from dataclasses import asdict
 
-from doctor.walk import evaluate, gather, recent_log_lines
+from doctor.fix import rerun
+from doctor.hosts import DoctorError, use_own_tools
+from doctor.walk import recent_log_lines, walk
+
+HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="nurcrm-doctor", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="nurcrm-doctor",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit status: 0 every check passes, 1 a check fails, 2 the doctor could not look.",
+    )
     parser.add_argument("-i", "--inventory", default="inventory/local", help="Ansible inventory (default: %(default)s)")
     parser.add_argument("--user", help="user to mint the token for (default: inventory var doctor_user, else demo)")
     parser.add_argument("--origin", help="Origin header clients send (default: https://<server_name>)")
     parser.add_argument("--sudo", action="store_true", help="run host commands with sudo (or set ansible_become)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return parser.parse_args(argv)
+    parser.add_argument("--fix", action="store_true", help="rerun the first broken layer's playbook, then walk again")
+    parser.add_argument("--check", action="store_true", help="with --fix: show what the rerun would change, only")
+    args = parser.parse_args(argv)
+    if args.check and not args.fix:
+        parser.error("--check goes with --fix")
+    return args
 
 
-def report(results, facts, seconds, inventory):
+def report(results, facts, seconds):
     first = next((r for r in results if r.status == "fail"), None)
     return {
-        "inventory": inventory,
+        "inventory": facts.inventory,
         "url": facts.site.url() if facts.site else None,
+        "hosts": {group: names for group, names in facts.groups.items() if names},
         "healthy": all(r.ok for r in results),
         "first_failure": asdict(first) if first else None,
         "recent_errors": recent_log_lines(facts) if first else [],
@@ -42,17 +61,19 @@ def report(results, facts, seconds, inventory):
 
 
 def table(data):
+    width = max([len(r["check"]) for r in data["results"]] + [5]) + 1
+    hosts = max([len(r["host"]) for r in data["results"]] + [4]) + 1
     out = [f"nurcrm doctor: {data['inventory']} -> {data['url']}", ""]
-    out.append(f"{'step':<11} {'check':<34} {'status':<6} evidence")
+    out.append(f"{'step':<10} {'check':<{width}} {'host':<{hosts}} {'status':<6} evidence")
     for r in data["results"]:
         evidence = textwrap.shorten(r["evidence"], 150, placeholder=" ...")
-        out.append(f"{r['step']:<11} {r['check']:<34} {r['status'].upper():<6} {evidence}")
+        out.append(f"{r['step']:<10} {r['check']:<{width}} {r['host']:<{hosts}} {r['status'].upper():<6} {evidence}")
         if r["status"] == "fail":
-            out.append(f"{'':<11} {'':<34} {'':<6} fix: {r['fix']}")
+            out.append(f"{'':<10} {'':<{width}} {'':<{hosts}} {'':<6} fix: {r['fix']}")
     out.append("")
     first = data["first_failure"]
     if first:
-        out.append(f"First broken layer: {first['layer']} ({first['step']}: {first['check']})")
+        out.append(f"First broken layer: {first['layer']} on {first['host']} ({first['step']}: {first['check']})")
         out.append(f"  evidence: {first['evidence']}")
         out.append(f"  fix:      {first['fix']}")
         if data["recent_errors"]:
@@ -64,13 +85,73 @@ def table(data):
     return "\n".join(out)
 
 
+def status(data):
+    return HEALTHY if data["healthy"] else BROKEN
+
+
+def look(args):
+    started = time.monotonic()
+    facts, results = walk(args.inventory, user=args.user, origin=args.origin, sudo=args.sudo)
+    return report(results, facts, time.monotonic() - started)
+
+
+def changes(before, after):
+    """Each result whose status differs between two walks."""
+    was = {(r["check"], r["host"]): r["status"] for r in before["results"]}
+    return [
+        f"{r['check']} on {r['host']}: {was.get((r['check'], r['host']), 'absent').upper()} -> {r['status'].upper()}"
+        for r in after["results"]
+        if was.get((r["check"], r["host"])) != r["status"]
+    ]
+
+
+def fix(args, before, say):
+    """--fix: rerun the first broken layer, walk again; what to print and the exit status."""
+    first = before["first_failure"]
+    if not first:
+        return {"before": before, "rerun": None, "after": None}, HEALTHY, ["Nothing to fix: every check passes."]
+    if not first["rerun"]:
+        lines = [f"No playbook restores the first broken layer ({first['layer']} on {first['host']}): {first['fix']}"]
+        return {"before": before, "rerun": None, "after": None}, BROKEN, lines
+    say(f"Rerunning the {first['layer']} layer on {first['rerun']['limit']}" + (" (--check)" if args.check else ""))
+    outcome = rerun(first, check_mode=args.check)
+    lines = [f"$ {outcome.command}"]
+    for task in outcome.changed:
+        lines += [f"  {line}" for line in task]
+    lines += [f"  {line}" for line in outcome.recap]
+    done = {"before": before, "rerun": asdict(outcome), "after": None}
+    if args.check:
+        lines.append("--check: nothing was changed, so the walk is not repeated.")
+        return done, BROKEN, lines
+    if outcome.rc != 0:
+        lines.append(f"The playbook failed (exit status {outcome.rc}); walking again to show where things stand.")
+    done["after"] = look(args)
+    return done, status(done["after"]), lines
+
+
 def main(argv=None):
     args = parse_args(argv)
-    started = time.monotonic()
-    _, facts = gather(args.inventory, user=args.user, origin=args.origin, sudo=args.sudo)
-    data = report(evaluate(facts), facts, time.monotonic() - started, args.inventory)
-    print(json.dumps(data, indent=2) if args.json else table(data))
-    return 0 if data["healthy"] else 1
+    use_own_tools()
+    try:
+        before = look(args)
+        if not args.fix:
+            print(json.dumps(before, indent=2) if args.json else table(before))
+            return status(before)
+        if not args.json:
+            print("Before:\n" + table(before) + "\n")
+        done, code, lines = fix(args, before, say=(lambda _: None) if args.json else print)
+    except DoctorError as exc:
+        print(f"nurcrm-doctor: {exc}", file=sys.stderr)
+        return CANNOT_LOOK
+    if args.json:
+        print(json.dumps(done, indent=2))
+    else:
+        print("\n".join(lines))
+        if done["after"]:
+            print("\nAfter:\n" + table(done["after"]))
+            print("\nBefore -> after:")
+            print("\n".join(f"  {line}" for line in changes(before, done["after"])) or "  (no check changed)")
+    return code
 
 
 if __name__ == "__main__":

@@ -1,43 +1,106 @@
-"""Running doctor/probe.py on the inventory's hosts through testinfra's ansible backend."""
+"""The inventory's hosts, and doctor/probe.py run on each of them over testinfra.
+
+testinfra reaches a host the way the inventory says (ssh for production, docker for the local
+stack) and reads the inventory with Ansible's own `ansible-inventory`. Anything that keeps the
+doctor from seeing a host (a missing tool, an unreadable inventory, an unreachable host) raises
+DoctorError: one line, and the command exits 2.
+"""
 
 import base64
 import json
-from dataclasses import dataclass
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import testinfra
+from testinfra.utils.ansible_runner import get_ansible_config, get_ansible_host, itergroup
+
+from doctor.facts import GROUPS, REQUIRED_GROUPS
 
 PROBE = base64.b64encode(Path(__file__).with_name("probe.py").read_bytes()).decode()
-GROUPS = {"web": "web", "app": "app", "redis": "redis"}
 
 
-@dataclass
-class Layout:
-    """Which host runs which layer: the first host of each inventory group."""
-
-    hosts: dict  # group -> testinfra host
-    names: dict  # group -> inventory host name
-
-    def roles_of(self, group):
-        name = self.names[group]
-        return sorted(role for role, other in self.names.items() if other == name)
+class DoctorError(Exception):
+    """The doctor cannot see the deployment; the message is one line that says why."""
 
 
-def layout(inventory, sudo=False):
-    hosts, names = {}, {}
-    for group in GROUPS.values():
-        found = testinfra.get_hosts([f"ansible://{group}"], ansible_inventory=str(inventory), sudo=sudo)
-        if not found:
-            raise SystemExit(f"doctor: inventory {inventory} has no host in group {group!r}")
-        hosts[group], names[group] = found[0], found[0].backend.host
-    return Layout(hosts, names)
+def tool(name):
+    """An Ansible command: beside the interpreter the doctor runs in (its virtualenv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        if folder and (Path(folder) / name).exists():
+            return str(Path(folder) / name)
+    raise DoctorError(f"{name} not found beside {sys.executable} or on PATH: install Ansible (make setup)")
 
 
-def probe(host, **args):
-    """Run the probe on one host; its JSON answer, or {"probe_error": ...}."""
-    payload = base64.b64encode(json.dumps(args).encode()).decode()
-    code = f"import base64; exec(compile(base64.b64decode('{PROBE}'), 'probe.py', 'exec'))"
-    result = host.run(f'python3 -c "{code}" {payload}')
-    if result.rc != 0:
-        return {"probe_error": (result.stderr or result.stdout).strip()[-500:]}
-    return json.loads(result.stdout)
+def use_own_tools():
+    """testinfra runs `ansible-inventory` through a shell: let it find the one beside this interpreter."""
+    folder = str(Path(sys.executable).parent)
+    if folder not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
+
+
+def load_inventory(inventory):
+    """ansible-inventory --list of an inventory path; its groups and hosts, checked for what the doctor needs."""
+    if not Path(inventory).exists():
+        raise DoctorError(f"inventory {inventory}: no such file or directory")
+    done = subprocess.run(
+        [tool("ansible-inventory"), "--list", "-i", str(inventory)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1"),
+    )
+    warnings = " ".join(line.strip() for line in done.stderr.splitlines() if line.strip())
+    if done.returncode != 0:
+        raise DoctorError(f"inventory {inventory} cannot be read: {warnings[-300:]}")
+    listed = json.loads(done.stdout)
+    groups = {group: list(dict.fromkeys(itergroup(listed, group))) for group in GROUPS}
+    empty = [group for group in REQUIRED_GROUPS if not groups[group]]
+    if empty:
+        said = f" (ansible-inventory: {warnings[-300:]})" if warnings else ""
+        raise DoctorError(f"inventory {inventory} has no host in group(s) {', '.join(empty)}{said}")
+    return listed, groups
+
+
+class Hosts:
+    """testinfra hosts of an inventory's web, app, redis and db groups."""
+
+    def __init__(self, inventory, sudo=False):
+        self.inventory = str(inventory)
+        self.listed, self.groups = load_inventory(inventory)
+        config = get_ansible_config()
+        self._hosts = {}
+        for name in self.names():
+            host = get_ansible_host(config, self.listed, name)
+            if host is None:
+                connection = self.variables(name).get("ansible_connection")
+                raise DoctorError(f"host {name}: the doctor cannot use connection {connection!r}")
+            if sudo:  # as ansible_become does
+                host.backend.sudo = True
+            self._hosts[name] = host
+
+    def names(self):
+        """Every host of the deployment, each once, in the groups' order."""
+        return list(dict.fromkeys(name for group in GROUPS for name in self.groups[group]))
+
+    def roles(self, name):
+        return [group for group in GROUPS if name in self.groups[group]]
+
+    def variables(self, name):
+        return (self.listed.get("_meta", {}).get("hostvars", {}) or {}).get(name, {})
+
+    def probe(self, name, **args):
+        """Run the probe on one host: its JSON answer. DoctorError when the host cannot be reached."""
+        payload = base64.b64encode(json.dumps({"roles": self.roles(name), **args}).encode()).decode()
+        code = f"import base64; exec(compile(base64.b64decode('{PROBE}'), 'probe.py', 'exec'))"
+        try:
+            result = self._hosts[name].run(f'python3 -c "{code}" {payload}')
+        except Exception as exc:  # testinfra's backends raise their transport's own errors
+            raise DoctorError(f"host {name} is unreachable: {exc}") from None
+        try:
+            return json.loads(result.stdout)
+        except ValueError:
+            said = " ".join((result.stderr or result.stdout).strip().splitlines()[-1:]) or f"exit status {result.rc}"
+            raise DoctorError(f"host {name} could not be probed: {said[-300:]}") from None

@@ -25,6 +25,11 @@ def block(text, header):
     return found[0] if found else None
 
 
+def upstream_servers(body):
+    """The servers of an upstream block, each once (a backup line repeats a server for retries)."""
+    return list(dict.fromkeys(re.findall(r"\bserver\s+([^\s;]+)", body or "")))
+
+
 def tls_server(text):
     """server_name, port and certificate of the first server that serves TLS: one that listens
     with ssl and does not refuse every handshake (the catch-all that stands in for a default site)."""

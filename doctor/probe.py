@@ -5,7 +5,10 @@ doctor/hosts.py. It changes nothing: it reads files and /proc, asks systemctl, n
 journalctl and redis-cli, and mints a token (which writes nothing). It never returns a
 secret: Redis URLs are reduced to host, port, database and whether a password is set.
 
-    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send", ...}
+    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send" | "logs", ...}
+
+"facts" starts by taking the logs' position (the journal's cursor, the end of nginx's error.log);
+"logs", given that position, returns only the error lines written after it.
 """
 
 import base64
@@ -142,18 +145,58 @@ def nginx_facts(args):
     }
 
 
+NGINX_ERROR_LOG = "/var/log/nginx/error.log"
+NGINX_ERROR = r"\[(error|crit|alert|emerg)\]"
+# Error records and the one-line summary of each exception (not the traceback's frames).
+GUNICORN_ERROR = (
+    r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |: [\w.]+(Error|Exception): |Worker failed to boot|status=\d+/"
+)
+
+
+def log_position():
+    """Where the logs end now: the journal's cursor and error.log's size (and inode, to notice a rotation)."""
+    shown = run(["journalctl", "-n", "0", "--show-cursor", "--no-pager"])["out"]
+    cursor = re.search(r"^-- cursor: (\S+)", shown, re.M)
+    try:
+        info = os.stat(NGINX_ERROR_LOG)
+        nginx = {"inode": info.st_ino, "offset": info.st_size}
+    except OSError:
+        nginx = {"inode": None, "offset": 0}
+    return {"journal_cursor": cursor.group(1) if cursor else None, "nginx_error_log": nginx, "time": time.time()}
+
+
+def read_after(path, position, limit=2_000_000):
+    """What was appended to a file after `position` ({"inode", "offset"}); all of it if it was rotated."""
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            if info.st_ino == position.get("inode") and info.st_size >= position.get("offset", 0):
+                f.seek(position.get("offset", 0))
+            return f.read(limit).decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def nginx_errors(args):
     since = datetime.now() - timedelta(seconds=args["since_seconds"])
-    log = (read("/var/log/nginx/error.log", 2_000_000) or "").splitlines()[-500:]
-    return recent_lines(log, r"\[(error|crit|alert|emerg)\]", nginx_time, since)
+    log = (read(NGINX_ERROR_LOG, 2_000_000) or "").splitlines()[-500:]
+    return recent_lines(log, NGINX_ERROR, nginx_time, since)
 
 
 def gunicorn_errors(args):
     since = f"-{int(args['since_seconds'])}s"
     journal = run(["journalctl", "-u", args["service"], "--since", since, "--no-pager", "-o", "short-iso"])["out"]
-    # Error records and the one-line summary of each exception (not the traceback's frames).
-    pattern = r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |: [\w.]+(Error|Exception): |Worker failed to boot|status=\d+/"
-    return [redact(line)[:400] for line in journal.splitlines() if re.search(pattern, line)][-20:]
+    return error_lines(journal, GUNICORN_ERROR)
+
+
+def error_lines(text, pattern):
+    return [redact(line.strip())[:400] for line in text.splitlines() if re.search(pattern, line)][-20:]
+
+
+def journal_after(service, position):
+    where = ["--after-cursor", position["journal_cursor"]] if position.get("journal_cursor") else []
+    where = where or ["--since", f"@{int(position.get('time', 0))}"]
+    return run(["journalctl", "-u", service, *where, "--no-pager", "-o", "short-iso"])["out"]
 
 
 def gunicorn_config(text):
@@ -247,8 +290,49 @@ def manage(args, *command, timeout=30):
     return run(["nurcrm-manage", *command], timeout=timeout)
 
 
+def addresses():
+    """The host's own addresses, to match an upstream server against a wildcard bind."""
+    shown = run(["ip", "-o", "addr", "show"])["out"]
+    return sorted({match.split("/")[0] for match in re.findall(r"\binet6?\s+(\S+)", shown)})
+
+
+def redis_server_facts():
+    """Redis as its own host sees it: the unit, and whether it answers PING on its address (NOAUTH counts:
+    answering is what matters here; the app host's view checks the password)."""
+    conf = read("/etc/redis/redis.conf") or ""
+    binds = re.search(r"^bind\s+(.+)$", conf, re.M)
+    binds = [b.lstrip("-") for b in binds.group(1).split()] if binds else ["127.0.0.1"]
+    port = re.search(r"^port\s+(\d+)", conf, re.M)
+    port = int(port.group(1)) if port else 6379
+    address = binds[0]
+    ping = run(["redis-cli", "-h", address, "-p", str(port), "PING"], timeout=5)
+    return {
+        "service": run(["systemctl", "is-active", "redis-server"])["out"].strip(),
+        "binds": binds,
+        "port": port,
+        "address": f"{address}:{port}",
+        "ping": (ping["out"] + ping["err"]).strip()[-300:],
+    }
+
+
+def postgresql_facts():
+    ready = run(["pg_isready"], timeout=5)
+    return {
+        "service": run(["systemctl", "is-active", "postgresql"])["out"].strip(),
+        "ready_rc": ready["rc"],
+        "ready": (ready["out"] + ready["err"]).strip()[-300:],
+    }
+
+
 def facts(args):
-    result = {"hostname": os.uname().nodename, "roles": args["roles"]}
+    position = log_position()  # first: the walk's log lines are the ones after this
+    result = {
+        "hostname": os.uname().nodename,
+        "machine_id": (read("/etc/machine-id") or "").strip(),
+        "addresses": addresses(),
+        "roles": args["roles"],
+        "log_position": position,
+    }
     nginx_user = "www-data"
     if "web" in args["roles"]:
         result["nginx"] = nginx_facts(args)
@@ -261,7 +345,9 @@ def facts(args):
             result["token"] = minted["out"].strip() if minted["rc"] == 0 else None
             result["token_error"] = redact(minted["err"]).strip()[-300:]
     if "redis" in args["roles"]:
-        result["redis_service"] = run(["systemctl", "is-active", "redis-server"])["out"].strip()
+        result["redis_server"] = redis_server_facts()
+    if "db" in args["roles"]:
+        result["postgresql"] = postgresql_facts()
     return result
 
 
@@ -287,12 +373,13 @@ def send(args):
 
 
 def logs(args):
-    """Error lines logged since args["since_seconds"] ago, by gunicorn and nginx."""
-    result = {}
+    """Error lines gunicorn and nginx logged after args["position"] (what "facts" took at the walk's start)."""
+    position, result = args["position"], {}
     if "app" in args["roles"]:
-        result["gunicorn"] = gunicorn_errors(args)
+        result["gunicorn"] = error_lines(journal_after(args["service"], position), GUNICORN_ERROR)
     if "web" in args["roles"]:
-        result["nginx"] = nginx_errors(args)
+        written = read_after(NGINX_ERROR_LOG, position.get("nginx_error_log") or {})
+        result["nginx"] = error_lines(written, NGINX_ERROR)
     return result
 
 

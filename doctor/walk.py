@@ -1,104 +1,83 @@
-"""The walk: gather facts (hosts in parallel, then the client's view), then run the checks in order."""
+"""The walk: probe every host in parallel, take the client's view, then judge (doctor/registry.py)."""
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
-from doctor import checks, hosts
-from doctor.nginxconf import strip_comments, tls_server
+from doctor import checks  # noqa: F401 (importing it registers the checks)
+from doctor.facts import Facts
+from doctor.hosts import Hosts
+from doctor.nginxconf import tls_server
+from doctor.registry import evaluate
 from doctor.site import Site, handshake, session, tls_facts
 
 SERVICE = "gunicorn"
 LOG_WINDOW = 600  # seconds of logs shown beside the first failing check
 
 
+def _each(names, probe):
+    with ThreadPoolExecutor(max(1, len(names))) as pool:
+        return dict(zip(names, pool.map(probe, names), strict=True))
+
+
 def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
-    """Facts of every layer; nothing on the hosts is changed."""
-    started = time.time()
-    layout = hosts.layout(inventory, sudo=sudo)
-    app_vars = layout.hosts["app"].backend.get_variables()
-    user = user or app_vars.get("doctor_user") or "demo"
-    web_vars = layout.hosts["web"].backend.get_variables()
+    """Facts of every host of every group, and the client's view; nothing on the hosts is changed."""
+    hosts = Hosts(inventory, sudo=sudo)
+    names = hosts.names()
+    # One app host mints the token and runs the sender; the event reaches the socket wherever it is.
+    session_host = hosts.groups["app"][0]
+    user = user or hosts.variables(session_host).get("doctor_user") or "demo"
 
     def probe(name):
-        group = next(g for g, n in layout.names.items() if n == name)
-        roles = layout.roles_of(group)
         return hosts.probe(
-            layout.hosts[group],
+            name,
             mode="facts",
-            roles=roles,
             service=SERVICE,
             since_seconds=LOG_WINDOW,
             sample_seconds=1.0,
-            token_user=user if "app" in roles else None,
+            token_user=user if name == session_host else None,
             token_args=["--ttl", str(token_ttl)] if token_ttl is not None else [],
         )
 
-    names = sorted(set(layout.names.values()))
-    with ThreadPoolExecutor(len(names)) as pool:
-        by_name = dict(zip(names, pool.map(probe, names), strict=True))
-    facts = checks.Facts(
-        web=by_name[layout.names["web"]], app=by_name[layout.names["app"]], redis_host=by_name[layout.names["redis"]]
-    )
-    nginx = facts.web.get("nginx") or {}
-    facts.nginx_conf = strip_comments(nginx.get("dump", ""))
-    server = tls_server(facts.nginx_conf) or {"server_name": layout.names["web"], "port": 443, "certificate": None}
+    facts = Facts(inventory=str(inventory), groups=hosts.groups, hosts=_each(names, probe))
+    facts.session_host = session_host
+    web = facts.of("web")[0]
+    server = tls_server(web.nginx_conf) or {"server_name": web.name, "port": 443, "certificate": None}
     # A self-signed certificate is trusted only where the inventory made it on purpose.
-    pem = (
-        (nginx.get("certificates") or {}).get(server["certificate"])
-        if web_vars.get("nginx_self_signed_certificate") is True
-        else None
-    )
+    pem = None
+    if hosts.variables(web.name).get("nginx_self_signed_certificate") is True:
+        pem = (web.nginx.get("certificates") or {}).get(server["certificate"])
     name = server["server_name"]
     facts.site = Site.trusting(name, server["port"], origin or f"https://{name}", pem)
     facts.tls = tls_facts(facts.site)
     facts.handshake = handshake(facts.site)
-    token = facts.app.get("token")
-    app_host = layout.hosts["app"]
+    token = facts.on(session_host).probe.get("token")
 
     def send(company_id):
-        return hosts.probe(app_host, mode="send", company=company_id, service=SERVICE)
+        return hosts.probe(session_host, mode="send", company=company_id, service=SERVICE)
 
     if token and not facts.tls.get("error"):
         facts.session = session(facts.site, token, send)
-    window = time.time() - started + 1
-    facts.walk_logs = {
-        name: hosts.probe(layout.hosts[g], mode="logs", roles=layout.roles_of(g), service=SERVICE, since_seconds=window)
-        for g, name in layout.names.items()
-        if g in ("web", "app")
-    }
-    return layout, facts
+
+    logged = facts.names("web", "app")
+
+    def logs(name):
+        return hosts.probe(name, mode="logs", service=SERVICE, position=facts.hosts[name]["log_position"])
+
+    facts.walk_logs = _each(logged, logs)
+    return facts
 
 
-def evaluate(facts):
-    """Every check in the checklist's order; the walk's own log window decides the logs step."""
-    results = []
-    for _, step_checks in checks.STEPS:
-        for check in step_checks:
-            if check is checks.recent_errors:
-                results.append(_walk_errors(facts))
-            else:
-                results.append(check(facts))
-    return results
-
-
-def _walk_errors(facts):
-    lines = []
-    for found in facts.walk_logs.values():
-        lines += found.get("gunicorn", []) + found.get("nginx", [])
-    if lines:
-        return checks.failed(
-            "logs",
-            "recent_errors",
-            "logs",
-            f"{len(lines)} error line(s) logged during this walk; last: {lines[-1]}",
-            "read journalctl -u gunicorn and /var/log/nginx/error.log",
-        )
-    return checks.passed("logs", "recent_errors", "logs", "no errors logged during this walk")
+def walk(inventory, **options):
+    """Gather, then every check in walk order: (facts, results)."""
+    facts = gather(inventory, **options)
+    return facts, evaluate(facts)
 
 
 def recent_log_lines(facts):
-    """Errors of the last ten minutes, the walk's own included, shown with the first failing check."""
-    lines = (facts.gunicorn.get("errors") or []) + ((facts.web.get("nginx") or {}).get("errors") or [])
-    for found in facts.walk_logs.values():
-        lines += found.get("gunicorn", []) + found.get("nginx", [])
-    return list(dict.fromkeys(lines))
+    """Errors of the last ten minutes on every web and app host, shown with the first failing check."""
+    several = len(facts.names("web", "app")) > 1
+    lines = []
+    for h in facts.of("web", "app"):
+        found = (h.gunicorn.get("errors") or []) + (h.nginx.get("errors") or [])
+        found += sum((facts.walk_logs.get(h.name, {}).get(source) or [] for source in ("gunicorn", "nginx")), [])
+        lines += [f"{h.name}: {line}" if several else line for line in dict.fromkeys(found)]
+    return lines

@@ -1,0 +1,80 @@
+"""What the doctor knows of a deployment: every host's probe answer, and the client's view.
+
+`Facts` holds it all; `Facts.on(host)` is one host's view, which the per-host checks read.
+Nothing here talks to a host: doctor/walk.py gathers, doctor/checks.py judges.
+"""
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from doctor.nginxconf import strip_comments
+
+GROUPS = ("web", "app", "redis", "db")  # the inventory groups the bundle deploys to, in walk order
+REQUIRED_GROUPS = ("web", "app", "redis")  # the database may live outside the inventory
+
+
+@dataclass
+class Facts:
+    inventory: str = ""
+    groups: dict = field(default_factory=dict)  # group -> inventory host names, in inventory order
+    hosts: dict = field(default_factory=dict)  # inventory host name -> its probe's answer
+    site: object = None  # doctor.site.Site: the public name clients use
+    tls: dict = field(default_factory=dict)
+    handshake: dict = field(default_factory=dict)
+    session: dict = field(default_factory=dict)
+    session_host: str = ""  # the app host that minted the token and ran the sender
+    walk_logs: dict = field(default_factory=dict)  # host -> {"gunicorn": [...], "nginx": [...]} logged during the walk
+
+    def on(self, name):
+        return HostFacts(name, self.hosts.get(name) or {}, self)
+
+    def of(self, *groups):
+        """The views of every host in these groups, each once, in inventory order."""
+        names = dict.fromkeys(name for group in groups for name in self.groups.get(group, ()))
+        return [self.on(name) for name in names]
+
+    def names(self, *groups):
+        return [h.name for h in self.of(*groups)]
+
+
+@dataclass
+class HostFacts:
+    """One host's probe answer; anything else (site, session, ...) comes from the whole walk's facts."""
+
+    name: str
+    probe: dict
+    facts: Facts
+
+    def __getattr__(self, attribute):
+        return getattr(self.facts, attribute)
+
+    @property
+    def machine(self):
+        return self.probe.get("machine_id") or self.name
+
+    @property
+    def gunicorn(self):
+        return self.probe.get("gunicorn") or {}
+
+    @property
+    def reports(self):
+        return self.gunicorn.get("reports") or {}
+
+    @property
+    def redis(self):
+        """The app's view of Redis: PING with its own REDIS_URL."""
+        return self.probe.get("redis") or {}
+
+    @property
+    def redis_server(self):
+        """The Redis host's own view of its server."""
+        return self.probe.get("redis_server") or {}
+
+    @property
+    def nginx(self):
+        return self.probe.get("nginx") or {}
+
+    @cached_property
+    def nginx_conf(self):
+        """nginx's whole configuration, as `nginx -T` prints it, without comments."""
+        return strip_comments(self.nginx.get("dump", ""))

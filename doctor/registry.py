@@ -1,0 +1,211 @@
+"""The doctor's checks, declared once: each registers its step, layer, hosts and prerequisites.
+
+A check body judges facts and returns `ok(evidence)` or `fail(evidence, explanation)`; the
+registry stamps the check's name (its function's), step, layer and host into every Result, runs
+the checks in the order they were registered (steps in the checklist's order), skips a check
+whose prerequisite did not pass, and turns each failure's layer into the bundle's own rerun:
+`ansible-playbook playbooks/<layer>.yml -i <inventory> --limit <host>`.
+"""
+
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SITE = "site"  # the scope of checks made from the client's side, through the public URL
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    item: int  # the production checklist's item that the step proves (molecule/default/tests/test_<item>_*.py)
+
+
+# The walk's order. Items: 1 nginx, 2 ASGI server, 3 Redis, 4 Django, 5-8 failure suspects to acceptance.
+STEPS = [
+    Step("tls", 1),
+    Step("nginx", 1),
+    Step("handshake", 1),
+    Step("gunicorn", 2),
+    Step("redis", 3),
+    Step("database", 4),
+    Step("django", 4),
+    Step("consumer", 8),
+    Step("groups", 3),
+    Step("delivery", 8),
+    Step("logs", 5),
+]
+STEP_INDEX = {step.name: index for index, step in enumerate(STEPS)}
+
+
+@dataclass(frozen=True)
+class Layer:
+    group: str | None  # the inventory group whose hosts run it
+    playbook: str | None  # the playbook that restores it from the inventory; None: no playbook can
+
+
+LAYERS = {
+    "tls": Layer("web", None),
+    "nginx": Layer("web", "playbooks/nginx.yml"),
+    "gunicorn": Layer("app", "playbooks/asgi.yml"),
+    "redis": Layer("redis", "playbooks/redis.yml"),
+    "postgresql": Layer("db", "playbooks/postgresql.yml"),
+    "django": Layer("app", "playbooks/app.yml"),
+    "auth": Layer("app", "playbooks/app.yml"),
+    "consumer": Layer("app", "playbooks/app.yml"),
+    "groups": Layer("app", "playbooks/app.yml"),
+    "delivery": Layer("app", "playbooks/app.yml"),
+    "logs": Layer(None, None),
+}
+
+
+@dataclass(frozen=True)
+class Check:
+    func: object
+    step: str
+    layer: str
+    scope: tuple  # inventory groups whose every host it runs on, or (SITE,) / ("all of", group)
+    needs: tuple  # names of earlier checks that must pass first (same host, or from the client's side)
+    compares: bool = False  # one result for the whole group: its hosts must agree
+
+    @property
+    def name(self):
+        return self.func.__name__
+
+
+REGISTRY = []  # in walk order
+
+
+def check(step, layer, on=SITE, needs=(), compares=False):
+    """Register a check. `on`: a group ("app"), several ("web", "app"), or SITE for the client's side."""
+    scope = (on,) if isinstance(on, str) else tuple(on)
+    known = {c.name: c for c in REGISTRY}
+    for need in needs:
+        assert need in known, f"{need} must be registered before what needs it"
+        assert known[need].scope in (scope, (SITE,)) and not known[need].compares, f"{need}: not on the same hosts"
+    assert step in STEP_INDEX and layer in LAYERS, (step, layer)
+
+    def register(func):
+        REGISTRY.append(Check(func, step, layer, scope, tuple(needs), compares))
+        REGISTRY.sort(key=lambda c: STEP_INDEX[c.step])  # stable: registration order within a step
+        return func
+
+    return register
+
+
+@dataclass
+class Verdict:
+    """What a check body returns. On a failure: the explanation of the fix, the layer if not the check's
+    own, the hosts to rerun the layer on if not the ones the layer's group implies, or manual=True when
+    no playbook restores it (the explanation then says what the operator must do)."""
+
+    ok: bool
+    evidence: str
+    explanation: str = ""
+    layer: str | None = None
+    hosts: tuple = ()
+    manual: bool = False
+
+
+def ok(evidence):
+    return Verdict(True, evidence)
+
+
+def fail(evidence, explanation, layer=None, hosts=(), manual=False):
+    return Verdict(False, evidence, explanation, layer, tuple(hosts), manual)
+
+
+@dataclass
+class Rerun:
+    """The bundle's own fix: one layer's playbook, on the hosts it runs on."""
+
+    playbook: str
+    limit: str
+    inventory: str
+
+    def argv(self, check_mode=False):
+        argv = ["ansible-playbook", self.playbook, "-i", self.inventory, "--limit", self.limit]
+        return argv + (["--check", "--diff"] if check_mode else [])
+
+    def command(self):
+        """The command as an operator types it, from where they stand."""
+        here = Path.cwd().resolve()
+        if here == ROOT:
+            return shlex.join(self.argv())
+        inventory = str(Path(self.inventory).resolve())
+        return f"cd {shlex.quote(str(ROOT))} && " + shlex.join([*self.argv()[:3], inventory, *self.argv()[4:]])
+
+
+@dataclass
+class Result:
+    step: str
+    check: str
+    status: str  # pass | fail | skip
+    layer: str
+    host: str  # where it was judged: an inventory host, the public name (client's side), or a group's hosts
+    evidence: str = ""
+    fix: str = ""  # starts with the command that restores the layer, or says that none does
+    rerun: dict | None = None  # {"playbook", "limit", "inventory"}: what --fix runs
+
+    @property
+    def ok(self):
+        return self.status == "pass"
+
+
+def hosts_of(check, facts):
+    """The hosts a check runs on: one result each, or one for a comparison or the client's side."""
+    if check.scope == (SITE,):
+        return [facts.site.server_name if facts.site else SITE]
+    names = facts.names(*check.scope)
+    return [",".join(names)] if check.compares and names else names
+
+
+def evaluate(facts, checks=None):
+    """Every registered check (or those given) on each of its hosts, in walk order."""
+    results, by_key = [], {}
+    for registered in checks or REGISTRY:
+        for host in hosts_of(registered, facts):
+            by_key[registered.name, host] = _run(registered, host, facts, by_key)
+            results.append(by_key[registered.name, host])
+    return results
+
+
+def _run(registered, host, facts, by_key):
+    stamp = {"step": registered.step, "check": registered.name, "host": host}
+    for need in registered.needs:
+        # A need is on the same host, or on the client's side (one result).
+        before = by_key.get((need, host)) or next((r for (n, _), r in by_key.items() if n == need), None)
+        if before is not None and not before.ok:
+            why = f"needs {need}, which {'failed' if before.status == 'fail' else 'was skipped'}"
+            return Result(status="skip", layer=registered.layer, evidence=why, **stamp)
+    if registered.scope == (SITE,) or registered.compares:
+        subject = facts
+    else:
+        subject = facts.on(host)
+    verdict = registered.func(subject)
+    if verdict.ok:
+        return Result(status="pass", layer=registered.layer, evidence=verdict.evidence, **stamp)
+    layer = verdict.layer or registered.layer
+    rerun = _rerun(layer, host, verdict, facts)
+    if rerun:
+        fix = f"{rerun.command()}  # {verdict.explanation}"
+    else:
+        fix = f"no playbook restores this: {verdict.explanation}"
+    return Result(
+        status="fail",
+        layer=layer,
+        evidence=verdict.evidence,
+        fix=fix,
+        rerun=rerun and {"playbook": rerun.playbook, "limit": rerun.limit, "inventory": rerun.inventory},
+        **stamp,
+    )
+
+
+def _rerun(layer, host, verdict, facts):
+    """The layer's playbook on the hosts that run it: the check's own host when it is one of them."""
+    spec = LAYERS[layer]
+    if verdict.manual or not spec.playbook:
+        return None
+    group = facts.names(spec.group)
+    hosts = list(verdict.hosts) or [h for h in host.split(",") if h in group] or group
+    return Rerun(spec.playbook, ",".join(hosts), facts.inventory)
