@@ -3,7 +3,7 @@
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 
-.PHONY: setup demo test lint test-app test-bench test-molecule test-faults doctor
+.PHONY: setup demo test lint test-app test-doctor test-bench test-molecule test-faults doctor
 
 setup:
 	bash scripts/setup.sh
@@ -17,9 +17,9 @@ demo: setup
 doctor: setup
 	nurcrm-doctor -i inventory/local
 
-# Every test: lints, the app's suites, then molecule: the checklist (default scenario) and
+# Every test: lints, the app's and the doctor's suites, then molecule: the checklist (default scenario) and
 # the doctor's fault scenario, each on a fresh container (one at a time: they share ports).
-test: lint test-app test-bench test-molecule test-faults
+test: lint test-app test-doctor test-bench test-molecule test-faults
 
 lint: setup
 	ruff check app tools molecule doctor bench
@@ -29,6 +29,10 @@ lint: setup
 
 test-app: setup
 	cd app && python -m pytest
+
+# The doctor's checks, parsers and command against hand-made facts: no container, seconds.
+test-doctor: setup
+	python -m pytest doctor/tests -p no:cacheprovider -o asyncio_default_fixture_loop_scope=function
 
 # The benchmark's own logic, and its smoke mode against a local stack (the container's smoke run is
 # molecule/default/tests/test_7_benchmark_smoke.py).

@@ -73,7 +73,8 @@ def table(data):
     out.append("")
     first = data["first_failure"]
     if first:
-        out.append(f"First broken layer: {first['layer']} on {first['host']} ({first['step']}: {first['check']})")
+        where = first["rerun"]["limit"] if first["rerun"] else first["host"]
+        out.append(f"First broken layer: {first['layer']} on {where} ({first['step']}: {first['check']})")
         out.append(f"  evidence: {first['evidence']}")
         out.append(f"  fix:      {first['fix']}")
         if data["recent_errors"]:

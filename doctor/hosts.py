@@ -17,6 +17,7 @@ from testinfra.utils.ansible_runner import get_ansible_config, get_ansible_host,
 
 from doctor.facts import GROUPS, REQUIRED_GROUPS
 
+UNREACHABLE = ("No such container", "is not running", "Cannot connect to the Docker daemon", "Could not resolve")
 PROBE = base64.b64encode(Path(__file__).with_name("probe.py").read_bytes()).decode()
 
 
@@ -103,4 +104,8 @@ class Hosts:
             return json.loads(result.stdout)
         except ValueError:
             said = " ".join((result.stderr or result.stdout).strip().splitlines()[-1:]) or f"exit status {result.rc}"
-            raise DoctorError(f"host {name} could not be probed: {said[-300:]}") from None
+            # ssh's own failures exit 255; docker's name the container or the engine.
+            unreachable = result.rc == 255 or any(word in said for word in UNREACHABLE)
+            raise DoctorError(
+                f"host {name} {'is unreachable' if unreachable else 'could not be probed'}: {said[-300:]}"
+            ) from None

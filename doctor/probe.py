@@ -281,7 +281,7 @@ def redis_facts(env):
     return {
         "configured": True,
         "target": target,
-        "ping": (ping["out"] + ping["err"]).strip()[-300:],
+        "ping": " ".join((ping["out"] + ping["err"]).split())[-300:],
         "anonymous_ping": anonymous,
     }
 
@@ -311,7 +311,7 @@ def redis_server_facts():
         "binds": binds,
         "port": port,
         "address": f"{address}:{port}",
-        "ping": (ping["out"] + ping["err"]).strip()[-300:],
+        "ping": " ".join((ping["out"] + ping["err"]).split())[-300:],
     }
 
 

@@ -1,8 +1,9 @@
 """Fixtures of the checklist tests: the hosts of each layer, the doctor's facts, a client of the site.
 
-The tests run against whatever inventory pytest is given (molecule passes the local one). The
-checks they share with the doctor (doctor/checks.py) judge facts that doctor/walk.py gathers
-read-only; the rest drive the stack as a client would (REST, WebSocket) and read the hosts.
+The tests run against whatever inventory pytest is given (molecule passes the local one). Each
+test file proves its checklist items (ITEMS): the doctor's checks of those items, taken from the
+registry (doctor/registry.py) and judged on facts that doctor/walk.py gathers read-only, must all
+pass; the rest of the file drives the stack as a client would (REST, WebSocket) and reads the hosts.
 """
 
 import asyncio
@@ -15,6 +16,7 @@ import pytest
 import testinfra
 from websockets.exceptions import ConnectionClosed
 
+from doctor.registry import REGISTRY, STEPS, evaluate
 from doctor.site import receive, request, socket_to  # noqa: F401 (the tests import them from here)
 from doctor.walk import gather
 
@@ -64,11 +66,32 @@ def playbook(*args, playbook="site.yml"):
 @pytest.fixture(scope="session")
 def facts(pytestconfig):
     """Everything the doctor sees, gathered once."""
-    return gather(pytestconfig.option.ansible_inventory)[1]
+    return gather(pytestconfig.option.ansible_inventory)
 
 
-def assert_passes(result):
-    assert result.status == "pass", f"{result.check}: {result.evidence} -> fix: {result.fix}"
+@pytest.fixture(scope="session")
+def walk(facts):
+    """The doctor's judgement of those facts: every registered check on each of its hosts."""
+    return evaluate(facts)
+
+
+def checks_of(items):
+    """The names of the doctor's checks that prove these checklist items, in walk order."""
+    steps = {step.name for step in STEPS if step.item in items}
+    return [registered.name for registered in REGISTRY if registered.step in steps]
+
+
+def assert_check_passes(walk, check):
+    results = [r for r in walk if r.check == check]
+    assert results, f"{check} did not run"
+    failing = [f"{r.host}: {r.status} {r.evidence} -> fix: {r.fix}" for r in results if r.status != "pass"]
+    assert not failing, f"{check}: {failing}"
+
+
+@pytest.fixture(scope="session")
+def app_facts(facts):
+    """What the doctor saw on the scenario's (one) app host."""
+    return facts.of("app")[0]
 
 
 @pytest.fixture(scope="session")
@@ -77,8 +100,8 @@ def site(facts):
 
 
 @pytest.fixture(scope="session")
-def app_env_file(facts):
-    return facts.gunicorn["env_file"]
+def app_env_file(app_facts):
+    return app_facts.gunicorn["env_file"]
 
 
 @pytest.fixture(scope="session")

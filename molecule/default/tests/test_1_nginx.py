@@ -1,37 +1,25 @@
 """Checklist item 1, nginx: the $connection_upgrade map, `location /ws/` with the WebSocket headers,
-`upstream django_asgi` on gunicorn's unix socket, a configuration nginx accepts."""
+`upstream django_asgi` on gunicorn's unix socket, a configuration nginx accepts; the doctor's tls,
+nginx and handshake steps."""
 
 import urllib.error
 import urllib.request
 
 import pytest
-from conftest import assert_passes, request
-
-from doctor import checks
+from conftest import assert_check_passes, checks_of, request
 
 testinfra_hosts = ["ansible://web"]
-
-NGINX_CHECKS = [
-    checks.nginx_config_valid,
-    checks.nginx_connection_upgrade_map,
-    checks.nginx_ws_headers,
-    checks.nginx_ws_timeout,
-    checks.nginx_upstream_is_gunicorn_socket,
-]
+ITEMS = (1,)
 
 
-@pytest.mark.parametrize("check", NGINX_CHECKS, ids=lambda c: c.__name__)
-def test_nginx_configuration_passes(facts, check):
-    assert_passes(check(facts))
+@pytest.mark.parametrize("check", checks_of(ITEMS))
+def test_the_doctors_check_passes(walk, check):
+    assert_check_passes(walk, check)
 
 
 def test_nginx_service_is_running_and_enabled(host):
     nginx = host.service("nginx")
     assert nginx.is_running and nginx.is_enabled
-
-
-def test_the_handshake_through_the_public_url_upgrades(facts):
-    assert_passes(checks.handshake_upgrades(facts))
 
 
 def test_plain_http_redirects_to_https(site):
@@ -49,7 +37,3 @@ def test_plain_http_redirects_to_https(site):
 
 def test_api_answers_through_nginx(site):
     assert request(site, "GET", "/api/health/") == (200, {"status": "ok"})
-
-
-def test_certificate_is_valid_for_the_name(facts):
-    assert_passes(checks.tls_certificate(facts))

@@ -1,36 +1,29 @@
 """Checklist item 2, the ASGI server: the `gunicorn` unit with uvicorn workers, the socket
-/home/nur/asgi.sock, 3 workers, and workers that do not restart per request."""
+/home/nur/asgi.sock, 3 workers, and workers that do not restart per request; the doctor's gunicorn step."""
 
 import socket
 
 import pytest
-from conftest import SERVICE, SOCKET, assert_passes, request
-
-from doctor import checks
+from conftest import SERVICE, SOCKET, assert_check_passes, checks_of, request
 
 testinfra_hosts = ["ansible://app"]
-
-GUNICORN_CHECKS = [
-    checks.gunicorn_active,
-    checks.gunicorn_worker_class,
-    checks.gunicorn_socket,
-    checks.gunicorn_workers_stable,
-]
+ITEMS = (2,)
 
 
-@pytest.mark.parametrize("check", GUNICORN_CHECKS, ids=lambda c: c.__name__)
-def test_gunicorn_passes(facts, check):
-    assert_passes(check(facts))
+@pytest.mark.parametrize("check", checks_of(ITEMS))
+def test_the_doctors_check_passes(walk, check):
+    assert_check_passes(walk, check)
 
 
-def test_three_workers_are_running(facts):
-    """The production note's three workers (also what gunicorn.conf.py configures)."""
-    assert_passes(checks.gunicorn_worker_count(facts, expected=3))
+def test_three_workers_are_running(app_facts):
+    """The production note's three workers, configured and running (the doctor checks they agree)."""
+    assert app_facts.gunicorn["config"]["workers"] == "3"
+    assert len(app_facts.gunicorn["workers"]) == 3
 
 
-def test_workers_run_uvloop_httptools_and_the_lean_websocket_protocol(facts):
+def test_workers_run_uvloop_httptools_and_the_lean_websocket_protocol(app_facts):
     """uvicorn's options from roles/asgi (`asgi_uvicorn`), as each running worker reports them."""
-    options = [report.get("uvicorn") for report in facts.reports.values()]
+    options = [report.get("uvicorn") for report in app_facts.reports.values()]
     assert len(options) == 3
     assert all(
         option == {"loop": "uvloop", "http": "httptools", "ws": "core.wsprotocol:WebSocketProtocol"}

@@ -1,26 +1,20 @@
 """Checklist item 3, Redis: it answers PING, every worker is on the same Redis (URL, database,
-prefix), and a connected client's group shows up where channels_redis keeps it."""
+prefix), and a connected client's group shows up where channels_redis keeps it; the doctor's redis
+and groups steps."""
 
 import asyncio
 import shlex
 
 import pytest
-from conftest import DEMO_COMPANY, assert_passes, receive, socket_to
-
-from doctor import checks
+from conftest import DEMO_COMPANY, assert_check_passes, checks_of, receive, socket_to
 
 testinfra_hosts = ["ansible://app"]
-
-REDIS_CHECKS = [checks.redis_reachable, checks.redis_authenticated, checks.workers_share_redis]
-
-
-@pytest.mark.parametrize("check", REDIS_CHECKS, ids=lambda c: c.__name__)
-def test_redis_passes(facts, check):
-    assert_passes(check(facts))
+ITEMS = (3,)
 
 
-def test_the_group_of_the_doctors_socket_exists(facts):
-    assert_passes(checks.group_exists(facts))
+@pytest.mark.parametrize("check", checks_of(ITEMS))
+def test_the_doctors_check_passes(walk, check):
+    assert_check_passes(walk, check)
 
 
 def redis_cli(host, env_file, *args):
@@ -29,10 +23,10 @@ def redis_cli(host, env_file, *args):
     return host.check_output(f"bash -c {shlex.quote(command)}")
 
 
-def test_redis_cli_shows_a_connected_clients_group(host, facts, app_env_file, site, token):
+def test_redis_cli_shows_a_connected_clients_group(host, app_facts, app_env_file, site, token):
     """What an operator types: ZRANGE asgi:group:cafe_tables_<company> (RedisChannelLayer)
     or PUBSUB NUMSUB asgi__group__cafe_tables_<company> (RedisPubSubChannelLayer)."""
-    env = facts.gunicorn["env"]
+    env = app_facts.gunicorn["env"]
     prefix, group = env["CHANNEL_LAYER_PREFIX"] or "asgi", f"cafe_tables_{DEMO_COMPANY}"
 
     async def check():

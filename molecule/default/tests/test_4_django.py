@@ -1,27 +1,20 @@
 """Checklist item 4, Django settings as the running workers see them: ALLOWED_HOSTS,
-ASGI_APPLICATION = "core.asgi.application", CHANNEL_LAYERS on Redis, DEBUG off."""
+ASGI_APPLICATION = "core.asgi.application", CHANNEL_LAYERS on Redis, DEBUG off; and its database.
+The doctor's database and django steps."""
 
 import pytest
-from conftest import assert_passes
-
-from doctor import checks
+from conftest import assert_check_passes, checks_of
 
 testinfra_hosts = ["ansible://app"]
-
-DJANGO_CHECKS = [
-    checks.django_allowed_hosts,
-    checks.django_asgi_application,
-    checks.django_channel_layer,
-    checks.django_debug_off,
-]
+ITEMS = (4,)
 
 
-@pytest.mark.parametrize("check", DJANGO_CHECKS, ids=lambda c: c.__name__)
-def test_django_settings_pass(facts, check):
-    assert_passes(check(facts))
+@pytest.mark.parametrize("check", checks_of(ITEMS))
+def test_the_doctors_check_passes(walk, check):
+    assert_check_passes(walk, check)
 
 
-def test_every_worker_reports_the_redis_channel_layer(facts):
-    backends = {report["channel_layer"] for report in facts.reports.values()}
+def test_every_worker_reports_the_redis_channel_layer(app_facts):
+    backends = {report["channel_layer"] for report in app_facts.reports.values()}
     assert backends <= {"core.layers.RedisChannelLayer", "core.layers.RedisPubSubChannelLayer"}
-    assert len(facts.reports) == 3
+    assert len(app_facts.reports) == 3

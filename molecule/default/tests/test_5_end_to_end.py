@@ -1,15 +1,25 @@
 """Checklist items 5-8 end to end, with a real WebSocket client through nginx over wss://:
 connection_established, ping/pong, order and table events, branch scoping, an expired token,
-and no token in nginx's or gunicorn's logs afterwards."""
+and no token in nginx's or gunicorn's logs afterwards; the doctor's consumer, delivery and logs steps."""
 
 import asyncio
 
 import pytest
-from conftest import DEMO_BRANCHES, DEMO_COMPANY, DEMO_USER, close_code, manage, receive, request, socket_to
-
-from doctor import checks
+from conftest import (
+    DEMO_BRANCHES,
+    DEMO_COMPANY,
+    DEMO_USER,
+    assert_check_passes,
+    checks_of,
+    close_code,
+    manage,
+    receive,
+    request,
+    socket_to,
+)
 
 testinfra_hosts = ["ansible://app"]
+ITEMS = (5, 6, 7, 8)
 
 # The production note's shell snippet, verbatim but for the demo company's id.
 SHELL_SENDER = f"""
@@ -25,11 +35,11 @@ print('Notification sent', table.id)
 """
 
 
-def test_the_doctors_token_socket_and_notification_pass(facts):
-    """The doctor's own walk: a token minted on the host, connection_established, a delivered event."""
-    for check in (checks.consumer_accepts_token, checks.delivery):
-        result = check(facts)
-        assert result.ok, f"{result.check}: {result.evidence} -> fix: {result.fix}"
+@pytest.mark.parametrize("check", checks_of(ITEMS))
+def test_the_doctors_check_passes(walk, check):
+    """The doctor's own walk: a token minted on the host, connection_established, a delivered event,
+    no error logged meanwhile."""
+    assert_check_passes(walk, check)
 
 
 def test_valid_token_gets_connection_established_and_ping_gets_pong(site, token):

@@ -185,17 +185,17 @@ def test_redis_listens_on_loopback_only(redis_host):
     assert listening and all(re.match(r"^(127\.\d+\.\d+\.\d+|\[::1\]):", a) for a in listening), listening
 
 
-def test_redis_runs_in_protected_mode_and_refuses_clients_without_the_password(redis_host, facts):
-    port = str(facts.gunicorn["env"]["REDIS"]["port"])
+def test_redis_runs_in_protected_mode_and_refuses_clients_without_the_password(redis_host, app_facts):
+    port = str(app_facts.gunicorn["env"]["REDIS"]["port"])
     assert "NOAUTH" in redis_host.check_output(f"redis-cli -p {port} PING")
     wrong = redis_host.run(f"redis-cli --no-auth-warning -p {port} -a not-the-password PING")
     assert "WRONGPASS" in wrong.stdout + wrong.stderr
     assert "protected-mode yes" in redis_host.check_output("grep -x 'protected-mode yes' /etc/redis/redis.conf")
 
 
-def test_the_app_reaches_redis_with_its_password(facts):
+def test_the_app_reaches_redis_with_its_password(app_facts):
     """Every worker's channel layer is on the password-protected Redis (the end-to-end tests deliver through it)."""
-    redis = facts.app["redis"]
+    redis = app_facts.redis
     assert redis["target"]["password"] and redis["ping"] == "PONG", redis | {"target": "..."}
 
 

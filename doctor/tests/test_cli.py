@@ -1,0 +1,109 @@
+"""The command as a new user runs it: exit statuses, one clear line when it cannot look, --fix's report."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from doctor.cli import changes
+from doctor.fix import summary
+from doctor.registry import ROOT
+
+DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script `make setup` installs
+BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # no .venv/bin: Ansible's tools must be found beside the doctor
+
+
+def doctor(*args, cwd=ROOT):
+    done = subprocess.run(
+        [str(DOCTOR), *args], capture_output=True, text=True, cwd=cwd, env={"PATH": BARE_PATH}, timeout=120
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def one_line(stderr):
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_a_misspelled_inventory_is_one_line_and_exit_status_2():
+    code, out, err = doctor("-i", "inventory/prd")
+    assert (code, out) == (2, "")
+    assert one_line(err) == "nurcrm-doctor: inventory inventory/prd: no such file or directory"
+
+
+def test_an_inventory_without_the_stacks_groups_is_one_line(tmp_path):
+    (tmp_path / "hosts.yml").write_text("all:\n  children:\n    db:\n      hosts:\n        db1:\n")
+    code, _, err = doctor("-i", str(tmp_path / "hosts.yml"))
+    assert code == 2
+    assert one_line(err).startswith("nurcrm-doctor: inventory ") and "no host in group(s) web, app, redis" in err
+
+
+def test_an_unreachable_host_is_one_line_naming_it(tmp_path):
+    """Found with PATH lacking the virtualenv: ansible-inventory ran, the host did not answer."""
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    ghost.example:\n      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
+        "      ansible_user: deploy\n"
+        "  children:\n    web: {hosts: {ghost.example: }}\n    app: {hosts: {ghost.example: }}\n"
+        "    redis: {hosts: {ghost.example: }}\n"
+    )
+    code, _, err = doctor("-i", str(tmp_path / "hosts.yml"))
+    assert code == 2
+    assert one_line(err).startswith("nurcrm-doctor: host ghost.example is unreachable: "), err
+
+
+def test_check_goes_with_fix():
+    code, _, err = doctor("--check")
+    assert code == 2 and "--check goes with --fix" in err
+
+
+def test_the_help_states_the_exit_statuses():
+    code, out, _ = doctor("--help")
+    assert code == 0 and "0 every check passes, 1 a check fails, 2 the doctor could not look" in " ".join(out.split())
+
+
+PLAYBOOK_OUTPUT = """
+PLAY [Nginx] *******************************************************************
+
+TASK [nginx : Install nginx] ***************************************************
+ok: [nurcrm-local]
+
+TASK [nginx : Write the site configuration] ************************************
+--- before: /etc/nginx/conf.d/nurcrm.conf
++++ after: /root/.ansible/tmp/nurcrm.conf.j2
+@@ -90,7 +90,7 @@
+-        proxy_set_header Connection "close";
++        proxy_set_header Connection $connection_upgrade;
+changed: [nurcrm-local]
+
+TASK [nginx : Validate the whole configuration with nginx -t] ******************
+ok: [nurcrm-local]
+
+RUNNING HANDLER [nginx : Reload nginx] *****************************************
+changed: [nurcrm-local]
+
+PLAY RECAP *********************************************************************
+nurcrm-local               : ok=14   changed=2    unreachable=0    failed=0    skipped=0    rescued=0    ignored=0
+"""
+
+
+def test_the_reruns_report_is_its_changed_tasks_with_their_diffs_and_the_recap():
+    changed, recap = summary(PLAYBOOK_OUTPUT)
+    assert changed == [
+        [
+            "TASK [nginx : Write the site configuration]",
+            "--- before: /etc/nginx/conf.d/nurcrm.conf",
+            "+++ after: /root/.ansible/tmp/nurcrm.conf.j2",
+            "@@ -90,7 +90,7 @@",
+            '-        proxy_set_header Connection "close";',
+            "+        proxy_set_header Connection $connection_upgrade;",
+            "changed: [nurcrm-local]",
+        ],
+        ["RUNNING HANDLER [nginx : Reload nginx]", "changed: [nurcrm-local]"],
+    ]
+    assert recap[0].startswith("PLAY RECAP") and "changed=2" in recap[1]
+
+
+def test_before_and_after_lists_each_check_that_changed():
+    before = {"results": [{"check": "a", "host": "h", "status": "fail"}, {"check": "b", "host": "h", "status": "pass"}]}
+    after = {"results": [{"check": "a", "host": "h", "status": "pass"}, {"check": "b", "host": "h", "status": "pass"}]}
+    assert changes(before, after) == ["a on h: FAIL -> PASS"]
