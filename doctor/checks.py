@@ -364,7 +364,7 @@ def workers_share_redis(h):
         return fail(
             f"workers {drift} run with other REDIS_URL/CHANNEL_LAYER settings than {g.get('env_file')}",
             "restarts gunicorn (settings changed without a restart)",
-            layer="gunicorn",
+            by="gunicorn",
         )
     missing = [pid for pid in map(str, g.get("workers") or []) if pid not in h.reports]
     if missing:
@@ -389,7 +389,7 @@ def workers_share_redis(h):
             f"expected {target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}; but {off}",
             "writes back gunicorn.conf.py and restarts; every worker must use one Redis, database and prefix: "
             "if it persists, find what sets REDIS_URL per worker (hooks, raw_env)",
-            layer="gunicorn",
+            by="gunicorn",
         )
     return ok(f"all {len(h.reports)} workers on {target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}")
 

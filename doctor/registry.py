@@ -95,14 +95,16 @@ def check(step, layer, on=SITE, needs=(), compares=False):
 
 @dataclass
 class Verdict:
-    """What a check body returns. On a failure: the explanation of the fix, the layer if not the check's
-    own, the hosts to rerun the layer on if not the ones the layer's group implies, or manual=True when
-    no playbook restores it (the explanation then says what the operator must do)."""
+    """What a check body returns. On a failure: the explanation of the fix; the broken layer if not the
+    check's own; `by`, the layer whose playbook restores it if not the broken one (a gunicorn hook can
+    split the workers' Redis); the hosts to rerun it on if not the ones the layer's group implies; or
+    manual=True when no playbook restores it (the explanation then says what the operator must do)."""
 
     ok: bool
     evidence: str
     explanation: str = ""
     layer: str | None = None
+    by: str | None = None
     hosts: tuple = ()
     manual: bool = False
 
@@ -111,8 +113,8 @@ def ok(evidence):
     return Verdict(True, evidence)
 
 
-def fail(evidence, explanation, layer=None, hosts=(), manual=False):
-    return Verdict(False, evidence, explanation, layer, tuple(hosts), manual)
+def fail(evidence, explanation, layer=None, by=None, hosts=(), manual=False):
+    return Verdict(False, evidence, explanation, layer, by, tuple(hosts), manual)
 
 
 @dataclass
@@ -186,7 +188,7 @@ def _run(registered, host, facts, by_key):
     if verdict.ok:
         return Result(status="pass", layer=registered.layer, evidence=verdict.evidence, **stamp)
     layer = verdict.layer or registered.layer
-    rerun = _rerun(layer, host, verdict, facts)
+    rerun = _rerun(verdict.by or layer, host, verdict, facts)
     if rerun:
         fix = f"{rerun.command()}  # {verdict.explanation}"
     else:

@@ -47,7 +47,8 @@ PLAYBOOK = {
 }
 MANUAL = None  # no playbook restores it
 
-# id: (check, what breaks, the layer it must name, words of the evidence, rerun's playbook or MANUAL)
+# id: (check, what breaks, the layer it must name, words of the evidence, the layer whose playbook restores it
+# or MANUAL)
 CASES = {
     "name-does-not-resolve": (
         "tls_certificate",
@@ -297,14 +298,14 @@ CASES = {
     "a-worker-on-stale-settings": (
         "workers_share_redis",
         lambda f: next(iter(gunicorn(f)["worker_env"].values())).update(REDIS_URL_FINGERPRINT="ffffffffffff"),
-        "gunicorn",
+        "redis",
         "other REDIS_URL/CHANNEL_LAYER settings",
         "gunicorn",
     ),
     "a-worker-on-another-database": (
         "workers_share_redis",
         lambda f: one_report(f, redis={"db": 1, "host": "127.0.0.1", "password": True, "port": 6379}),
-        "gunicorn",
+        "redis",
         "127.0.0.1:6379/1",
         "gunicorn",
     ),

@@ -1,5 +1,6 @@
 """The command as a new user runs it: exit statuses, one clear line when it cannot look, --fix's report."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # no .venv/bin: Ansible's tools mus
 
 def doctor(*args, cwd=ROOT):
     done = subprocess.run(
-        [str(DOCTOR), *args], capture_output=True, text=True, cwd=cwd, env={"PATH": BARE_PATH}, timeout=120
+        [str(DOCTOR), *args], capture_output=True, text=True, cwd=cwd, env=dict(os.environ, PATH=BARE_PATH), timeout=120
     )
     return done.returncode, done.stdout, done.stderr
 

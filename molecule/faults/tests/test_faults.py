@@ -1,22 +1,32 @@
 """The doctor's proof: break one layer at a time on a converged host, run the doctor, and check
-that its first failing check names that layer; then undo it. A healthy host passes every check."""
+that its first failing check names that layer; then undo it. A healthy host passes every check;
+--fix reruns the broken layer's playbook and the second walk passes; back-to-back walks see only
+their own log lines; an inventory that lists the host under several names is walked on each."""
 
 import json
+import os
 import subprocess
 import sys
+import time
+import urllib.error
 from pathlib import Path
 
 import pytest
 import testinfra
 
 from doctor.cli import report
-from doctor.walk import evaluate, gather
+from doctor.site import request
+from doctor.walk import walk
 
 ROOT = Path(__file__).resolve().parents[3]
+DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script, as `make setup` installs it
+BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # a new user's PATH: no .venv/bin
 NGINX = "/etc/nginx/conf.d/nurcrm.conf"
 GUNICORN = "/etc/nurcrm/gunicorn.conf.py"
 ENV = "/etc/nurcrm/app.env"
+REDIS = "/etc/redis/redis.conf"
 CONSUMER = "/home/nur/app/apps/cafe/consumers.py"
+FILES = (NGINX, GUNICORN, ENV, REDIS, CONSUMER)  # what the faults edit, backed up first
 BACKUP = "/root/doctor-faults"
 ONE_WORKER_ON_DB_1 = """
 def post_fork(server, worker):
@@ -42,6 +52,10 @@ FAULTS = {
         "gunicorn",
     ),
     "redis-stopped": ("systemctl stop redis-server", "redis"),
+    "redis-password-changed": (
+        f"sed -i 's/^requirepass .*/requirepass not-the-apps-password/' {REDIS} && systemctl restart redis-server",
+        "redis",
+    ),
     "one-worker-on-another-redis-db": (
         f"printf '%s' '{ONE_WORKER_ON_DB_1}' >> {GUNICORN} && systemctl restart gunicorn",
         "redis",
@@ -63,9 +77,14 @@ def inventory(pytestconfig):
 
 
 @pytest.fixture(scope="module")
+def site(inventory):
+    return walk(inventory)[0].site
+
+
+@pytest.fixture(scope="module")
 def host(inventory):
     host = testinfra.get_host("ansible://nurcrm-local", ansible_inventory=inventory)
-    host.check_output(f"mkdir -p {BACKUP} && cp -p {NGINX} {GUNICORN} {ENV} {CONSUMER} {BACKUP}/")
+    host.check_output(f"mkdir -p {BACKUP} && cp -p {' '.join(FILES)} {BACKUP}/")
     yield host
     restore(host)
 
@@ -79,21 +98,31 @@ def wait_healthy(host):
 
 
 def restore(host):
+    copies = " && ".join(f"cp -p {BACKUP}/{Path(path).name} {path}" for path in FILES)
     host.check_output(
-        f"cp -p {BACKUP}/nurcrm.conf {NGINX} && cp -p {BACKUP}/gunicorn.conf.py {GUNICORN}"
-        f" && cp -p {BACKUP}/app.env {ENV} && cp -p {BACKUP}/consumers.py {CONSUMER}"
-        " && systemctl reload nginx && systemctl start redis-server && systemctl restart gunicorn"
+        copies + " && systemctl reload nginx && systemctl restart redis-server && systemctl restart gunicorn"
     )
     wait_healthy(host)
 
 
-def walk(inventory):
-    _, facts = gather(inventory)
-    return report(evaluate(facts), facts, 0, inventory)
+def doctor(*args):
+    """The console command as a new user runs it from the bundle: its exit status and output."""
+    env = dict(os.environ, PATH=BARE_PATH)
+    done = subprocess.run([str(DOCTOR), *args], capture_output=True, text=True, cwd=ROOT, env=env)
+    return done.returncode, done.stdout, done.stderr
+
+
+def walked(inventory):
+    facts, results = walk(inventory)
+    return report(results, facts, 0)
+
+
+def status_of(data, check):
+    return {r["status"] for r in data["results"] if r["check"] == check}
 
 
 def test_a_healthy_host_passes_every_check(host, inventory):
-    data = walk(inventory)
+    data = walked(inventory)
     failing = [(r["check"], r["evidence"]) for r in data["results"] if r["status"] != "pass"]
     assert data["healthy"] and not failing, failing
 
@@ -105,7 +134,7 @@ def test_the_first_failing_check_names_the_broken_layer(host, inventory, fault):
     if "restart gunicorn" in command or fault in RESTARTS_GUNICORN:
         wait_healthy(host)
     try:
-        data = walk(inventory)
+        data = walked(inventory)
         first = data["first_failure"]
         assert first, f"{fault}: the doctor found nothing wrong"
         assert first["layer"] == layer, f"{fault}: expected {layer}, the doctor says {json.dumps(first, indent=1)}"
@@ -114,18 +143,76 @@ def test_the_first_failing_check_names_the_broken_layer(host, inventory, fault):
         restore(host)
 
 
-def test_the_console_command_exits_0_on_a_healthy_host_and_1_on_a_broken_one(host, inventory):
-    doctor = [sys.executable, "-m", "doctor", "-i", inventory]
-    healthy = subprocess.run(doctor, capture_output=True, text=True, cwd=ROOT)
-    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
-    assert "All " in healthy.stdout and "checks pass" in healthy.stdout
-    host.check_output("systemctl stop redis-server")
+# fault -> the playbook that --fix must rerun on the host
+FIXED_BY_A_RERUN = {
+    "connection-close": "playbooks/nginx.yml",
+    "sync-worker-class": "playbooks/asgi.yml",
+    "redis-password-changed": "playbooks/redis.yml",
+}
+
+
+@pytest.mark.parametrize("fault", FIXED_BY_A_RERUN)
+def test_fix_reruns_the_broken_layer_and_the_second_walk_passes(host, inventory, fault):
+    command, layer = FAULTS[fault]
+    host.check_output(command)
+    wait_healthy(host)
     try:
-        broken = subprocess.run([*doctor, "--json"], capture_output=True, text=True, cwd=ROOT)
+        code, out, err = doctor("-i", inventory, "--fix", "--json")
+        done = json.loads(out)
+        first = done["before"]["first_failure"]
+        rerun = f"ansible-playbook {FIXED_BY_A_RERUN[fault]} -i {inventory} --limit nurcrm-local"
+        assert first["layer"] == layer and first["fix"].startswith(rerun + "  # "), first
+        assert done["rerun"]["command"] == rerun and done["rerun"]["rc"] == 0, done["rerun"]
+        assert done["rerun"]["changed"] and "changed=0" not in " ".join(done["rerun"]["recap"]), done["rerun"]
+        failing = [(r["check"], r["evidence"]) for r in done["after"]["results"] if r["status"] != "pass"]
+        assert code == 0 and done["after"]["healthy"], failing
     finally:
         restore(host)
-    assert broken.returncode == 1
-    assert json.loads(broken.stdout)["first_failure"]["layer"] == "redis"
+
+
+def test_fix_with_check_shows_the_change_and_makes_none(host, inventory):
+    host.check_output(FAULTS["connection-close"][0])
+    try:
+        code, out, _ = doctor("-i", inventory, "--fix", "--check")
+        assert code == 1
+        assert f"$ ansible-playbook playbooks/nginx.yml -i {inventory} --limit nurcrm-local --check --diff" in out
+        assert '-        proxy_set_header Connection "close";' in out, out[-3000:]
+        assert "+        proxy_set_header Connection $connection_upgrade;" in out
+        assert "the walk is not repeated" in out
+        assert 'Connection "close";' in host.file(NGINX).content_string, "--check changed the host"
+        assert walked(inventory)["first_failure"]["check"] == "nginx_ws_headers"
+    finally:
+        restore(host)
+
+
+def test_back_to_back_walks_see_only_their_own_log_lines(host, inventory, site):
+    """The first walk, during a fault, reports nginx's upstream errors; the walk started right after the fault
+    is undone reports neither them nor a line logged a moment before it started (nginx stamps to the second)."""
+    host.check_output(FAULTS["upstream-path"][0])
+    try:
+        during = walked(inventory)
+    finally:
+        host.check_output(f"cp -p {BACKUP}/nurcrm.conf {NGINX} && systemctl reload nginx")
+    with pytest.raises(urllib.error.HTTPError):  # nginx logs `open() ... failed` at [error]
+        request(site, "GET", "/static/no-such-file.css")
+    after = walked(inventory)
+    assert status_of(during, "recent_errors") == {"fail"}, during["results"][-1]
+    assert status_of(after, "recent_errors") == {"pass"}, after["results"][-1]
+    assert after["healthy"]
+
+
+def test_the_console_command_runs_without_the_virtualenv_on_path(host):
+    """What the README shows, from the bundle with a new user's PATH: 0 when healthy, 1 when broken."""
+    code, out, err = doctor("-i", "inventory/local")
+    assert code == 0, out + err
+    assert "checks pass" in out
+    host.check_output("systemctl stop redis-server")
+    try:
+        code, out, _ = doctor("-i", "inventory/local", "--json")
+    finally:
+        restore(host)
+    assert code == 1
+    assert json.loads(out)["first_failure"]["layer"] == "redis"
 
 
 def test_the_playbook_runs_the_same_doctor(inventory):
@@ -134,3 +221,43 @@ def test_the_playbook_runs_the_same_doctor(inventory):
     )
     assert playbook.returncode == 0, playbook.stdout[-3000:]
     assert "checks pass" in playbook.stdout
+
+
+ALIASES = {"web": ["web-a", "web-b"], "app": ["app-a", "app-b"], "redis": ["redis-a", "redis-b"], "db": ["db-a"]}
+
+
+@pytest.fixture
+def aliases(tmp_path):
+    """The local stack listed under several names per group, each reached through the one container:
+    every host of every group is probed, in parallel, and named."""
+    lines = ["all:", "  vars:", "    ansible_connection: community.docker.docker", "    ansible_host: nurcrm-local"]
+    lines += ["  children:"]
+    for group, names in ALIASES.items():
+        lines += [f"    {group}:", "      hosts:"] + [f"        {name}:" for name in names]
+    (tmp_path / "hosts.yml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "group_vars").symlink_to(ROOT / "inventory" / "local" / "group_vars")
+    return str(tmp_path)
+
+
+def test_every_host_of_every_group_is_walked_and_named_within_the_time_budget(host, inventory, aliases):
+    started = time.monotonic()
+    one = walked(inventory)
+    alone = time.monotonic() - started
+    started = time.monotonic()
+    many = walked(aliases)
+    together = time.monotonic() - started
+    names = sorted({n for group in ALIASES.values() for n in group})
+    print(f"one host: {alone:.1f} s; {len(names)} hosts: {together:.1f} s")
+    failing = [(r["check"], r["host"], r["evidence"]) for r in many["results"] if r["status"] != "pass"]
+    assert many["healthy"], failing
+    hosts_of = {}
+    for r in many["results"]:
+        hosts_of.setdefault(r["check"], []).append(r["host"])
+    assert hosts_of["nginx_ws_headers"] == ALIASES["web"]
+    assert hosts_of["gunicorn_active"] == ALIASES["app"]
+    assert hosts_of["redis_server_active"] == ALIASES["redis"]
+    assert hosts_of["postgresql_ready"] == ALIASES["db"]
+    assert hosts_of["app_hosts_agree_on_redis"] == [",".join(ALIASES["app"])]
+    assert len(many["results"]) > len(one["results"])
+    # The issue's budget: 15 s for one healthy host, at most 2 s more per extra host (probed in parallel).
+    assert alone <= 15 and together <= 15 + 2 * (len(names) - 1), (alone, together)

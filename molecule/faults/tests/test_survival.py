@@ -13,7 +13,7 @@ import testinfra
 from websockets.exceptions import ConnectionClosed
 
 from doctor.site import receive, request, socket_to
-from doctor.walk import evaluate, gather
+from doctor.walk import gather, walk
 
 SERVICE = "gunicorn"
 WORKERS = 3
@@ -26,7 +26,7 @@ def host(pytestconfig):
 
 @pytest.fixture(scope="module")
 def site(pytestconfig):
-    return gather(pytestconfig.option.ansible_inventory)[1].site
+    return gather(pytestconfig.option.ansible_inventory).site
 
 
 @pytest.fixture
@@ -215,6 +215,6 @@ def test_after_a_reboot_every_service_is_back_and_the_doctor_passes(host, pytest
     for service in ("nginx", "redis-server", "postgresql", SERVICE):
         assert host.service(service).is_running, f"{service} did not come back"
     wait_ready(host)
-    results = evaluate(gather(pytestconfig.option.ansible_inventory)[1])
+    _, results = walk(pytestconfig.option.ansible_inventory)
     failing = [(r.check, r.evidence) for r in results if r.status != "pass"]
     assert not failing, failing
