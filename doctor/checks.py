@@ -279,6 +279,19 @@ def gunicorn_socket(h):
 
 
 @check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
+def gunicorn_workers_report(h):
+    """Every worker writes the settings it runs with to /run/gunicorn (gunicorn.conf.py's post_worker_init):
+    the redis and django steps read them."""
+    missing = [pid for pid in map(str, h.gunicorn.get("workers") or []) if pid not in h.reports]
+    if missing or not h.reports:
+        return fail(
+            f"workers {missing} have not reported their settings in /run/gunicorn",
+            "writes back gunicorn.conf.py, whose post_worker_init reports them, and restarts",
+        )
+    return ok(f"{len(h.reports)} workers report their settings in /run/gunicorn")
+
+
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
 def gunicorn_workers_stable(h):
     before, after = h.gunicorn.get("workers"), h.gunicorn.get("workers_later")
     if before != after:
@@ -353,7 +366,7 @@ def redis_authenticated(h):
     return ok("the app's password is required and accepted")
 
 
-@check("redis", "redis", on="app", needs=["gunicorn_active"])
+@check("redis", "redis", on="app", needs=["gunicorn_workers_report"])
 def workers_share_redis(h):
     g = h.gunicorn
     env = g.get("env") or {}
@@ -365,13 +378,6 @@ def workers_share_redis(h):
             f"workers {drift} run with other REDIS_URL/CHANNEL_LAYER settings than {g.get('env_file')}",
             "restarts gunicorn (settings changed without a restart)",
             by="gunicorn",
-        )
-    missing = [pid for pid in map(str, g.get("workers") or []) if pid not in h.reports]
-    if missing:
-        return fail(
-            f"workers {missing} have not reported their settings in /run/gunicorn",
-            "writes back gunicorn.conf.py, whose post_worker_init reports them, and restarts",
-            layer="gunicorn",
         )
     expected_redis = {k: v for k, v in (env.get("REDIS") or {}).items() if k != "password"}
     # Workers on the in-memory layer use no Redis at all: the django step names them.
@@ -422,13 +428,6 @@ def postgresql_ready(h):
 
 
 # --- 6. Django settings as each app host's workers see them --------------------------------------------
-def _reports(h):
-    """The workers' reports, or the failure that there are none."""
-    if not h.reports:
-        return None, fail("no worker reported its settings", "restarts gunicorn with the bundle's config", "gunicorn")
-    return h.reports, None
-
-
 def _origin_refused(h):
     """Why a worker of this host refuses the Origin clients send, or None."""
     origin_host = h.site.server_name
@@ -439,12 +438,9 @@ def _origin_refused(h):
     return None
 
 
-@check("django", "django", on="app", needs=["gunicorn_active"])
+@check("django", "django", on="app", needs=["gunicorn_workers_report"])
 def django_allowed_hosts(h):
-    reports, missing = _reports(h)
-    if missing:
-        return missing
-    wildcard = [pid for pid, r in reports.items() if "*" in r.get("allowed_hosts", [])]
+    wildcard = [pid for pid, r in h.reports.items() if "*" in r.get("allowed_hosts", [])]
     if wildcard:
         return fail(f"workers {wildcard}: ALLOWED_HOSTS is ['*']", "writes back the real names (app_allowed_hosts)")
     if refused := _origin_refused(h):
@@ -455,37 +451,28 @@ def django_allowed_hosts(h):
     return ok(f"Origin {h.site.origin} is allowed")
 
 
-@check("django", "django", on="app", needs=["gunicorn_active"])
+@check("django", "django", on="app", needs=["gunicorn_workers_report"])
 def django_asgi_application(h):
-    reports, missing = _reports(h)
-    if missing:
-        return missing
-    wrong = {pid: r["asgi_application"] for pid, r in reports.items() if r["asgi_application"] != ASGI_APPLICATION}
+    wrong = {pid: r["asgi_application"] for pid, r in h.reports.items() if r["asgi_application"] != ASGI_APPLICATION}
     if wrong:
         return fail(f"ASGI_APPLICATION {wrong}", f'writes back the code, whose settings say "{ASGI_APPLICATION}"')
     return ok(ASGI_APPLICATION)
 
 
-@check("django", "django", on="app", needs=["gunicorn_active"])
+@check("django", "django", on="app", needs=["gunicorn_workers_report"])
 def django_channel_layer(h):
-    reports, missing = _reports(h)
-    if missing:
-        return missing
-    memory = [pid for pid, r in reports.items() if r["channel_layer"] == MEMORY_LAYER]
+    memory = [pid for pid, r in h.reports.items() if r["channel_layer"] == MEMORY_LAYER]
     if memory:
         return fail(
             f"workers {memory} use the in-memory channel layer: events never cross between workers or from manage.py",
             "writes back CHANNEL_LAYER (app_channel_layer) in the env file and restarts gunicorn",
         )
-    return ok(", ".join(sorted({r["channel_layer"] for r in reports.values()})))
+    return ok(", ".join(sorted({r["channel_layer"] for r in h.reports.values()})))
 
 
-@check("django", "django", on="app", needs=["gunicorn_active"])
+@check("django", "django", on="app", needs=["gunicorn_workers_report"])
 def django_debug_off(h):
-    reports, missing = _reports(h)
-    if missing:
-        return missing
-    debug = [pid for pid, r in reports.items() if r.get("debug")]
+    debug = [pid for pid, r in h.reports.items() if r.get("debug")]
     if debug:
         return fail(
             f"workers {debug} run with DEBUG on: tracebacks and settings reach clients",

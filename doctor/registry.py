@@ -8,7 +8,7 @@ whose prerequisite did not pass, and turns each failure's layer into the bundle'
 """
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,7 +64,7 @@ class Check:
     func: object
     step: str
     layer: str
-    scope: tuple  # inventory groups whose every host it runs on, or (SITE,) / ("all of", group)
+    scope: tuple  # the inventory groups whose every host it runs on, or (SITE,): once, from the client's side
     needs: tuple  # names of earlier checks that must pass first (same host, or from the client's side)
     compares: bool = False  # one result for the whole group: its hosts must agree
 
@@ -198,7 +198,7 @@ def _run(registered, host, facts, by_key):
         layer=layer,
         evidence=verdict.evidence,
         fix=fix,
-        rerun=rerun and {"playbook": rerun.playbook, "limit": rerun.limit, "inventory": rerun.inventory},
+        rerun=asdict(rerun) if rerun else None,
         **stamp,
     )
 

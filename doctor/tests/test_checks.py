@@ -310,7 +310,7 @@ CASES = {
         "gunicorn",
     ),
     "a-worker-without-report": (
-        "workers_share_redis",
+        "gunicorn_workers_report",
         lambda f: gunicorn(f)["reports"].popitem(),
         "gunicorn",
         "have not reported",
@@ -338,10 +338,10 @@ CASES = {
         "django",
     ),
     "no-worker-reports": (
-        "django_allowed_hosts",
+        "gunicorn_workers_report",
         lambda f: gunicorn(f).update(reports={}),
         "gunicorn",
-        "no worker reported",
+        "have not reported",
         "gunicorn",
     ),
     "wrong-asgi-application": (
