@@ -3,7 +3,7 @@
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 
-.PHONY: setup demo test lint test-app test-doctor test-bench test-molecule test-faults doctor
+.PHONY: setup demo test lint test-app test-roles test-doctor test-bench test-molecule test-faults doctor
 
 setup:
 	bash scripts/setup.sh
@@ -17,18 +17,22 @@ demo: setup
 doctor: setup
 	nurcrm-doctor -i inventory/local
 
-# Every test: lints, the app's and the doctor's suites, then molecule: the checklist (default scenario) and
+# Every test: lints, the app's, the roles' and the doctor's suites, then molecule: the checklist (default scenario) and
 # the doctor's fault scenario, each on a fresh container (one at a time: they share ports).
-test: lint test-app test-doctor test-bench test-molecule test-faults
+test: lint test-app test-roles test-doctor test-bench test-molecule test-faults
 
 lint: setup
-	ruff check app tools molecule doctor bench
-	ruff format --check app tools molecule doctor bench
+	ruff check app tools molecule doctor bench tests
+	ruff format --check app tools molecule doctor bench tests
 	yamllint --strict .
 	ansible-lint --offline
 
 test-app: setup
 	cd app && python -m pytest
+
+# The roles read as files: shell values quoted, defaults equal to the argument specs.
+test-roles: setup
+	python -m pytest tests -p no:cacheprovider -o asyncio_default_fixture_loop_scope=function
 
 # The doctor's checks, parsers and command against hand-made facts: no container, seconds.
 test-doctor: setup

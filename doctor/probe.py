@@ -5,7 +5,7 @@ doctor/hosts.py. It changes nothing: it reads files and /proc, asks systemctl, n
 journalctl and redis-cli, and mints a token (which writes nothing). It never returns a
 secret: Redis URLs are reduced to host, port, database and whether a password is set.
 
-    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send" | "logs", ...}
+    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send" | "logs" | "redis", ...}
 
 "facts" starts by taking the logs' position (the journal's cursor, the end of nginx's error.log);
 "logs", given that position, returns only the error lines written after it.
@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 TOKEN_RE = re.compile(r"((?:token|access|refresh)=)[^&\s\"']+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+", re.I)
 LAYER_KEYS = ("ALLOWED_HOSTS", "CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX", "DEBUG")
@@ -266,24 +266,49 @@ def gunicorn_facts(args, nginx_user):
     }, env
 
 
+def redis_cli(url, *command, anonymous=False, timeout=5):
+    """redis-cli against a REDIS_URL. Its user and database go in the arguments; its password only in
+    the environment (REDISCLI_AUTH), never on a command line every process list shows."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    db = (parts.path.lstrip("/") if parts.scheme != "unix" else "") or (query.get("db") or ["0"])[0]
+    if parts.scheme == "unix":
+        argv = ["redis-cli", "-s", parts.path]
+    else:
+        argv = ["redis-cli", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 6379)]
+        argv += ["--tls"] if parts.scheme == "rediss" else []
+    env = {k: v for k, v in os.environ.items() if k != "REDISCLI_AUTH"}
+    if not anonymous:
+        argv += ["--user", unquote(parts.username)] if parts.username else []
+        if parts.password:
+            env["REDISCLI_AUTH"] = unquote(parts.password)
+    return run([*argv, "-n", db, "--no-auth-warning", *command], timeout=timeout, env=env)
+
+
 def redis_facts(env):
-    """PING with the app's own REDIS_URL, and without its password (auth must then be refused)."""
+    """PING with the app's own REDIS_URL, and without its credentials (they must then be required)."""
     url = env.get("REDIS_URL")
     if not url:
         return {"configured": False}
     target = redis_target(url)
-    ping = run(["redis-cli", "--no-auth-warning", "-u", url, "PING"], timeout=5)
+    ping = redis_cli(url, "PING")
     anonymous = None
     if target.get("password"):
-        parts = urlsplit(url)
-        bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
-        anonymous = run(["redis-cli", "-u", bare, "PING"], timeout=5)["out"].strip()
+        anonymous = redis_cli(url, "PING", anonymous=True)["out"].strip()
     return {
         "configured": True,
         "target": target,
         "ping": " ".join((ping["out"] + ping["err"]).split())[-300:],
         "anonymous_ping": anonymous,
     }
+
+
+def app_env(service):
+    """The settings the unit's env files give the app."""
+    env = {}
+    for path in re.findall(r"(/\S+)", unit_show(service).get("EnvironmentFiles", "")):
+        env.update(parse_env_file(read(path)))
+    return env
 
 
 def manage(args, *command, timeout=30):
@@ -356,10 +381,7 @@ def send(args):
     started = time.time()
     sent = manage(args, "send_test_notification", "--company", args["company"])
     result = {"rc": sent["rc"], "out": sent["out"][-2000:], "err": redact(sent["err"])[-1000:], "started": started}
-    env = {}
-    unit = unit_show(args["service"])
-    for path in re.findall(r"(/\S+)", unit.get("EnvironmentFiles", "")):
-        env.update(parse_env_file(read(path)))
+    env = app_env(args["service"])
     prefix = env.get("CHANNEL_LAYER_PREFIX", "asgi")
     # The company's groups Redis knows of, under any name: a misnamed group shows up here.
     ask = {
@@ -367,9 +389,14 @@ def send(args):
         "redis-pubsub": ["PUBSUB", "CHANNELS", f"{prefix}__group__cafe_tables_{args['company']}*"],
     }.get(env.get("CHANNEL_LAYER", "redis-pubsub"))
     if env.get("REDIS_URL") and ask:
-        listed = run(["redis-cli", "--no-auth-warning", "-u", env["REDIS_URL"], *ask], timeout=5)
-        result["group_keys"] = sorted(listed["out"].split())[:20]
+        result["group_keys"] = sorted(redis_cli(env["REDIS_URL"], *ask)["out"].split())[:20]
     return result
+
+
+def redis(args):
+    """One redis-cli command with the app's own REDIS_URL (the checklist's diagnostics, as an operator types them)."""
+    done = redis_cli(app_env(args["service"]).get("REDIS_URL", ""), *args["command"])
+    return {"rc": done["rc"], "out": done["out"], "err": done["err"]}
 
 
 def logs(args):
@@ -385,7 +412,7 @@ def logs(args):
 
 def main():
     args = json.loads(base64.b64decode(sys.argv[1]))
-    handler = {"facts": facts, "send": send, "logs": logs}[args["mode"]]
+    handler = {"facts": facts, "send": send, "logs": logs, "redis": redis}[args["mode"]]
     print(json.dumps(handler(args)))
 
 

@@ -16,6 +16,7 @@ import pytest
 import testinfra
 from websockets.exceptions import ConnectionClosed
 
+from doctor.hosts import Hosts
 from doctor.registry import REGISTRY, STEPS, evaluate
 from doctor.site import receive, request, socket_to  # noqa: F401 (the tests import them from here)
 from doctor.walk import gather
@@ -86,6 +87,26 @@ def assert_check_passes(walk, check):
     assert results, f"{check} did not run"
     failing = [f"{r.host}: {r.status} {r.evidence} -> fix: {r.fix}" for r in results if r.status != "pass"]
     assert not failing, f"{check}: {failing}"
+
+
+@pytest.fixture(scope="session")
+def app_redis(pytestconfig, app_facts):
+    """redis-cli on the app host with the app's own REDIS_URL, as the doctor runs it (its password travels in
+    the environment, never in arguments: test_6_hardening.py records them): {"rc", "out", "err"}."""
+    hosts = Hosts(pytestconfig.option.ansible_inventory)
+    return lambda *command: hosts.probe(app_facts.name, mode="redis", service=SERVICE, command=list(command))
+
+
+@pytest.fixture(scope="session")
+def app_redis_cli(app_redis):
+    """The same, for a command that must succeed: its output."""
+
+    def redis_cli(*command):
+        done = app_redis(*command)
+        assert done["rc"] == 0 and not done["out"].startswith(("ERR", "NOPERM", "NOAUTH")), done
+        return done["out"]
+
+    return redis_cli
 
 
 @pytest.fixture(scope="session")

@@ -16,3 +16,16 @@ def test_production_placeholders_fail_loudly_without_touching_the_host():
     assert returncode != 0
     assert "app_secret_key still holds the committed placeholder" in output, output[-1500:]
     assert "Gathering" not in output and "UNREACHABLE" not in output
+
+
+def test_an_empty_redis_password_fails_in_preflight(inventory):
+    returncode, output = playbook("-i", inventory, "-e", '{"redis_password": ""}')
+    assert returncode != 0
+    assert "redis_password is empty" in output and "changed=0" in output, output[-1500:]
+
+
+def test_a_git_deploy_must_pin_a_commit(inventory):
+    """A branch or tag moves under a deploy; a commit does not."""
+    returncode, output = playbook("-i", inventory, "-e", '{"app_git_repo": "https://example.org/nurcrm.git"}')
+    assert returncode != 0
+    assert "app_git_version must be a full commit id" in output and "changed=0" in output, output[-1500:]

@@ -3,7 +3,6 @@ prefix), and a connected client's group shows up where channels_redis keeps it; 
 and groups steps."""
 
 import asyncio
-import shlex
 
 import pytest
 from conftest import DEMO_COMPANY, assert_check_passes, checks_of, receive, socket_to
@@ -17,13 +16,7 @@ def test_the_doctors_check_passes(walk, check):
     assert_check_passes(walk, check)
 
 
-def redis_cli(host, env_file, *args):
-    """redis-cli with the app's own REDIS_URL, read on the host: its password stays there."""
-    command = f'set -a; . {env_file}; exec redis-cli --no-auth-warning -u "$REDIS_URL" ' + shlex.join(args)
-    return host.check_output(f"bash -c {shlex.quote(command)}")
-
-
-def test_redis_cli_shows_a_connected_clients_group(host, app_facts, app_env_file, site, token):
+def test_redis_cli_shows_a_connected_clients_group(app_redis_cli, app_facts, site, token):
     """What an operator types: ZRANGE asgi:group:cafe_tables_<company> (RedisChannelLayer)
     or PUBSUB NUMSUB asgi__group__cafe_tables_<company> (RedisPubSubChannelLayer)."""
     env = app_facts.gunicorn["env"]
@@ -33,10 +26,10 @@ def test_redis_cli_shows_a_connected_clients_group(host, app_facts, app_env_file
         async with socket_to(site, f"token={token}") as ws:
             assert (await receive(ws))["type"] == "connection_established"
             if env["CHANNEL_LAYER"] in (None, "redis"):
-                members = redis_cli(host, app_env_file, "ZRANGE", f"{prefix}:group:{group}", "0", "-1").split()
+                members = app_redis_cli("ZRANGE", f"{prefix}:group:{group}", "0", "-1").split()
                 assert any(member.startswith("specific.") for member in members), members
             else:
-                numsub = redis_cli(host, app_env_file, "PUBSUB", "NUMSUB", f"{prefix}__group__{group}").split()
+                numsub = app_redis_cli("PUBSUB", "NUMSUB", f"{prefix}__group__{group}").split()
                 assert int(numsub[1]) >= 1, numsub
 
     asyncio.run(check())

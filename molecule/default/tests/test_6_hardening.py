@@ -3,6 +3,7 @@ Redis (loopback, protected mode, a password the app uses), the hardened `gunicor
 secrets that stay in the env file, out of the repo, the logs and ansible-playbook's output."""
 
 import asyncio
+import http.client
 import json
 import re
 import shlex
@@ -10,14 +11,18 @@ import socket
 import ssl
 import subprocess
 import urllib.error
+import uuid
 from urllib.parse import urlsplit
 
 import pytest
 from conftest import ROOT, SERVICE, playbook, receive, request, socket_to
 from websockets.exceptions import InvalidStatus
 
+from doctor.walk import walk
+
 # The exposure score `systemd-analyze security gunicorn` may report at most (0 best, 10 worst).
 SYSTEMD_EXPOSURE_LIMIT = 2.0
+APP_USER = "nur"
 ENV_FILE_SECRETS = ("SECRET_KEY", "JWT_SIGNING_KEY")
 ENV_FILE_URLS = ("DATABASE_URL", "REDIS_URL")
 SECURITY_HEADERS = {
@@ -59,6 +64,31 @@ def test_nginx_refuses_old_protocols_and_weak_ciphers(site, version, ciphers):
 def test_nginx_speaks_tls_1_2_and_1_3_with_forward_secret_ciphers(site, version, expected):
     protocol, cipher = tls_handshake(site, version=version)
     assert cipher.startswith(expected), f"{protocol} negotiated {cipher}"
+
+
+# One TLS policy for every server, in nginx.conf's http context: nginx negotiates the protocol with
+# the default server's settings, before it knows the name (with SNI) or without one.
+@pytest.mark.parametrize("sni", [True, False], ids=["with-SNI", "without-SNI"])
+@pytest.mark.parametrize("protocol", ["tls1", "tls1_1", "tls1_2", "tls1_3"])
+def test_openssl_gets_tls_1_2_and_1_3_only_and_only_for_the_sites_name(web, site, protocol, sni):
+    """openssl s_client, offering everything it has (SECLEVEL=0), is refused TLS 1.0 and 1.1; without
+    the site's name every handshake is refused (no default site)."""
+    name = f"-servername {site.server_name}" if sni else "-noservername"
+    hello = web.run(
+        f"openssl s_client -connect 127.0.0.1:{site.port} {name} -{protocol} -cipher DEFAULT@SECLEVEL=0"
+        " -brief </dev/null"
+    )
+    accepted = "Protocol version:" in hello.stderr + hello.stdout
+    assert accepted == (sni and protocol in ("tls1_2", "tls1_3")), hello.stderr[-600:]
+
+
+def test_the_tls_policy_is_set_once_for_every_server(web):
+    dump = web.check_output("nginx -T 2>/dev/null")
+    http = dump.split("http {", 1)[1]
+    assert re.findall(r"^\s*ssl_protocols\s+([^;]+);", dump, re.M) == ["TLSv1.2 TLSv1.3"]
+    assert re.findall(r"^\s*ssl_prefer_server_ciphers\s+(\w+);", dump, re.M) == ["off"]
+    ciphers = re.findall(r"^\s*ssl_ciphers\s+([^;]+);", dump, re.M)
+    assert len(ciphers) == 1 and ciphers[0] in http and "ECDHE" in ciphers[0] and "CBC" not in ciphers[0]
 
 
 def test_nginx_has_no_default_site(site):
@@ -132,6 +162,33 @@ def test_an_api_body_of_half_a_megabyte_passes_and_one_over_the_limit_gets_413(s
     assert big.value.code == 413
 
 
+def sign_in(site, source, username, password="not-the-password"):
+    """POST /api/auth/token/ from the loopback address `source`: (status, headers)."""
+    body = json.dumps({"username": username, "password": password})
+    head = (
+        f"POST /api/auth/token/ HTTP/1.1\r\nHost: {site.server_name}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", site.port), timeout=10, source_address=(source, 0)) as raw:
+        with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
+            tls.sendall((head + body).encode())
+            answer = http.client.HTTPResponse(tls)
+            answer.begin()
+            answer.read()
+    return answer.status, dict(answer.getheaders())
+
+
+def test_sign_ins_from_one_address_are_limited_with_retry_after_and_another_address_is_served(site):
+    """Thirty wrong passwords from one address, each for another user name (the app limits each name on
+    its own): nginx lets the burst through (401) and answers the rest 429 with Retry-After."""
+    answers = [sign_in(site, "127.0.0.5", f"guess{n}") for n in range(30)]
+    statuses = [status for status, _ in answers]
+    assert set(statuses) == {401, 429} and statuses.index(429) >= 5, statuses
+    refused = next(headers for status, headers in answers if status == 429)
+    assert int(refused["Retry-After"]) > 0 and refused["Strict-Transport-Security"], refused
+    assert sign_in(site, "127.0.0.6", "guess0")[0] == 401
+
+
 async def open_sockets(site, token, source, count):
     """Open `count` sockets from the loopback address `source` at once; (open sockets, statuses refused)."""
 
@@ -172,11 +229,26 @@ def test_a_flood_from_one_client_is_limited_and_another_client_is_served(site, t
 
     asyncio.run(scenario())
     refusals = web.check_output(
-        "grep -c '^127.0.0.3 .*\"GET /ws/cafe/tables/ HTTP/1.1\" 429 ' /var/log/nginx/access.log"
+        "grep -c '^127.0.0.3 .*\"GET /ws/cafe/tables/?\\[query\\] HTTP/1.1\" 429 ' /var/log/nginx/access.log"
     )
     assert int(refusals) >= 90, (
         "the access log shows each refusal, by path (error.log, which would quote the token, does not)"
     )
+
+
+@pytest.mark.parametrize(
+    "path", ["/ws/cafe/tables/", "/ws", "//ws/", "/ws//cafe/tables/", "/%77s/cafe/tables/", "/api/"]
+)
+def test_no_spelling_of_a_path_brings_its_query_string_to_the_access_log(web, site, path):
+    """Any path, a token in its query string: the access log shows the path and `?[query]`, never the token."""
+    marker = f"eyJmarker{uuid.uuid4().hex}"
+    try:
+        https_headers(site, f"{path}?token={marker}&access={marker}", upgrade_headers(site))
+    except OSError:
+        pass
+    log = web.check_output("cat /var/log/nginx/access.log")
+    assert marker not in log
+    assert re.search(r'"GET \S*\?\[query\] HTTP/1.1"', log.splitlines()[-1]), log.splitlines()[-1]
 
 
 # --- Redis -------------------------------------------------------------------------------
@@ -193,6 +265,31 @@ def test_redis_runs_in_protected_mode_and_refuses_clients_without_the_password(r
     assert "protected-mode yes" in redis_host.check_output("grep -x 'protected-mode yes' /etc/redis/redis.conf")
 
 
+def test_redis_has_no_default_user(redis_host):
+    """Without a user of its own a client gets nothing: the default user is off, whatever its password."""
+    assert "NOAUTH" in redis_host.check_output("redis-cli -h 127.0.0.1 PING")
+    refused = redis_host.run("redis-cli -h 127.0.0.1 --no-auth-warning --user default -a anything PING")
+    assert "WRONGPASS" in refused.stdout + refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["FLUSHALL"], ["CONFIG", "GET", "*"], ["SHUTDOWN"], ["KEYS", "*"], ["SET", "other:key", "1"]]
+)
+def test_the_apps_redis_user_may_not_run_what_the_layer_does_not_need(app_redis, command):
+    """Only the channel layer's commands, only on its keys and channels (asgi*)."""
+    done = app_redis(*command)
+    assert "NOPERM" in done["out"] + done["err"], done
+
+
+def test_the_apps_redis_user_works_on_the_layers_keys(app_redis_cli):
+    assert app_redis_cli("SET", "asgi:nurcrm:test", "1", "EX", "5").strip() == "OK"
+
+
+def test_redis_refuses_writes_when_full_rather_than_drop_the_layers_data(redis_host):
+    conf = redis_host.file("/etc/redis/redis.conf").content_string
+    assert re.search(r"^maxmemory \d+[kmg]b$", conf, re.M) and "\nmaxmemory-policy noeviction\n" in conf
+
+
 def test_the_app_reaches_redis_with_its_password(app_facts):
     """Every worker's channel layer is on the password-protected Redis (the end-to-end tests deliver through it)."""
     redis = app_facts.redis
@@ -207,6 +304,86 @@ def test_the_gunicorn_unit_is_hardened_below_the_stated_exposure(host):
     assert score <= SYSTEMD_EXPOSURE_LIMIT, f"exposure {score} > {SYSTEMD_EXPOSURE_LIMIT}"
 
 
+# --- Privilege: nothing the app user can write is run by root -----------------------------
+def parents(path):
+    """Every folder above a path, up to /."""
+    found, path = [], path.rstrip("/")
+    while path:
+        path = path.rsplit("/", 1)[0]
+        found.append(path or "/")
+    return found
+
+
+def test_the_app_user_can_replace_nothing_that_root_runs(app):
+    """What root runs in a deploy or a doctor walk (the code, the virtualenv, nurcrm-manage, the code's archive):
+    as the app user, no file or folder of it, and no folder above it, can be written, so none can be renamed
+    or replaced."""
+    runs = app.check_output(f"systemctl show -p WorkingDirectory -p ExecStart --value {SERVICE}")
+    code, venv = "/opt/nurcrm/app", "/opt/nurcrm/venv"
+    assert code in runs and f"{venv}/bin/gunicorn" in runs, runs
+    roots = [code, venv, "/opt/nurcrm/app.tar", "/usr/local/bin/nurcrm-manage"]
+    writable = app.check_output(f"runuser -u {APP_USER} -- find {' '.join(roots)} -writable")
+    assert writable == "", f"the app user can write {writable.split()[:10]}"
+    above = sorted({folder for root in roots for folder in parents(root)})
+    open_above = [folder for folder in above if app.run(f"runuser -u {APP_USER} -- test -w {folder}").rc == 0]
+    assert not open_above, f"the app user can rename entries of {open_above}"
+    assert app.check_output(f"ls -A /home/{APP_USER}").split() == ["asgi.sock"], "the home holds only the socket"
+
+
+def test_the_app_user_has_no_login_shell(app):
+    assert app.user(APP_USER).shell == "/usr/sbin/nologin"
+
+
+def test_nurcrm_manage_becomes_the_app_user_before_it_reads_the_settings(app, app_env_file):
+    """With the env file made root's alone, root's nurcrm-manage cannot read it: it reads as the app user."""
+    uid = app.check_output("nurcrm-manage shell --no-imports -c 'import os; print(os.getuid())'")
+    assert uid == str(app.user(APP_USER).uid)
+    app.check_output(f"chmod 0600 {app_env_file}")
+    try:
+        refused = app.run("nurcrm-manage check")
+    finally:
+        app.check_output(f"chmod 0640 {app_env_file}")
+    assert refused.rc != 0 and "Permission denied" in refused.stderr, refused.stderr
+
+
+def test_the_gunicorn_unit_has_memory_and_task_ceilings(host):
+    """A runaway is stopped by the kernel: MemoryMax= and TasksMax=, with room over what it uses now."""
+    shown = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {SERVICE} -p MemoryMax -p TasksMax -p MemoryCurrent -p TasksCurrent"
+        ).splitlines()
+    )
+    assert shown["MemoryMax"] == str(1024**3) and shown["TasksMax"] == "512", shown
+    assert int(shown["MemoryCurrent"]) < int(shown["MemoryMax"]) / 2
+    assert int(shown["TasksCurrent"]) < int(shown["TasksMax"]) / 4, shown
+
+
+# --- PostgreSQL --------------------------------------------------------------------------
+def test_postgresql_stores_scram_sha_256_only(app):
+    conf = app.check_output("cat /etc/postgresql/*/main/postgresql.conf")
+    assert re.search(r"^password_encryption = scram-sha-256$", conf, re.M)
+    stored = app.check_output(
+        "runuser -u postgres -- psql -tAc \"SELECT rolpassword FROM pg_authid WHERE rolname = 'nur'\""
+    )
+    assert stored.startswith("SCRAM-SHA-256$")
+
+
+def test_app_hosts_on_other_machines_connect_over_tls_only(inventory):
+    """The role's line for an app network, in --check --diff: hostssl, never plain host."""
+    returncode, output = playbook(
+        "-i",
+        inventory,
+        "--check",
+        "--diff",
+        "-e",
+        '{"postgresql_app_networks": ["10.9.0.0/24"]}',
+        playbook="playbooks/postgresql.yml",
+    )
+    assert returncode == 0, output[-2000:]
+    assert "+hostssl nurcrm nur 10.9.0.0/24 scram-sha-256" in output, output[-3000:]
+
+
 # --- Secrets -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def secrets(app, app_env_file):
@@ -218,9 +395,9 @@ def secrets(app, app_env_file):
     return found
 
 
-def test_the_env_file_is_the_app_users_alone(app, app_env_file):
+def test_the_env_file_is_roots_and_readable_by_the_app_user_alone(app, app_env_file):
     env_file = app.file(app_env_file)
-    assert (env_file.user, env_file.group, env_file.mode) == ("nur", "nur", 0o600)
+    assert (env_file.user, env_file.group, env_file.mode) == ("root", APP_USER, 0o640)
 
 
 def test_no_secret_is_in_the_repository(secrets):
@@ -238,11 +415,80 @@ def test_no_secret_or_token_is_in_a_log(app, web, secrets, token, used_tokens):
         assert used_tokens and not [t for t in used_tokens if t in text], "a token is in a log"
 
 
-def test_no_secret_is_in_the_playbooks_output_even_with_diff(app, redis_host, app_env_file, inventory, secrets):
+# Clients that take credentials: each run of one is recorded with its arguments, however short-lived.
+RECORDED_CLIENTS = ("redis-cli", "psql", "pg_isready", "createuser", "curl", "wget")
+RECORDS = "/run/nurcrm-argv"
+# Everything else: sampled from /proc every 2 ms while the redeploy and the doctor walk run.
+SAMPLER = f"""
+import glob, os, time
+seen = set()
+while True:
+    before = len(seen)
+    for path in glob.glob("/proc/[0-9]*/cmdline"):
+        try:
+            seen.add(open(path, "rb").read().replace(b"\\0", b" ").decode(errors="replace"))
+        except OSError:
+            pass
+    if len(seen) > before:
+        with open("{RECORDS}/sampled.new", "w") as out:
+            out.write("\\n".join(seen))
+        os.replace("{RECORDS}/sampled.new", "{RECORDS}/sampled")
+    time.sleep(0.002)
+"""
+
+
+def record_commands(host):
+    """Put a recording wrapper in front of each credential client (first on PATH) and start the sampler."""
+    host.check_output(f"mkdir -p -m 1777 {RECORDS} && : > {RECORDS}/clients && chmod 0666 {RECORDS}/clients")
+    for client in RECORDED_CLIENTS:
+        real = host.run(f"command -v {client}").stdout.strip()
+        if real:
+            wrapper = f'#!/bin/sh\nprintf "%s\\n" "$0 $*" >> {RECORDS}/clients\nexec {real} "$@"\n'
+            host.check_output(f"printf %s {shlex.quote(wrapper)} > /usr/local/sbin/{client}")
+            host.check_output(f"chmod 0755 /usr/local/sbin/{client}")
+    sampler = shlex.quote(SAMPLER)
+    host.check_output(f"nohup python3 -c {sampler} >/dev/null 2>&1 & echo $! > {RECORDS}/sampler.pid")
+
+
+def recorded_commands(host):
+    """Stop recording; every command line seen."""
+    host.run(f"kill $(cat {RECORDS}/sampler.pid)")
+    for client in RECORDED_CLIENTS:
+        host.run(f"rm -f /usr/local/sbin/{client}")
+    text = host.check_output(f"cat {RECORDS}/clients {RECORDS}/sampled")
+    host.run(f"rm -rf {RECORDS}")
+    return text.splitlines()
+
+
+@pytest.fixture(scope="module")
+def redeployed(app, redis_host, app_env_file, inventory, pytestconfig, secrets):
+    """Remove the files that hold secrets and redeploy them with --diff -vvv, then walk the doctor, recording
+    every command line on the host meanwhile: (ansible-playbook's return code, its output, the command lines)."""
+    hosts = {host.backend.host: host for host in (app, redis_host)}.values()
+    for host in hosts:
+        record_commands(host)
+    try:
+        app.run(f"rm -f {app_env_file}")
+        redis_host.run("rm -f /etc/redis/redis.conf")
+        returncode, output = playbook("-i", inventory, "--tags", "redis,postgresql,app,asgi", "--diff", "-vvv")
+        walk(pytestconfig.option.ansible_inventory)
+    finally:
+        commands = [line for host in hosts for line in recorded_commands(host)]
+    return returncode, output, commands
+
+
+def test_no_secret_is_in_the_playbooks_output_even_with_diff(redeployed, secrets):
     """Remove the files that hold secrets, redeploy them with --diff -vvv: nothing secret is printed."""
-    app.run(f"rm -f {app_env_file}")
-    redis_host.run("rm -f /etc/redis/redis.conf")
-    returncode, output = playbook("-i", inventory, "--tags", "redis,postgresql,app,asgi", "--diff", "-vvv")
+    returncode, output, _ = redeployed
     assert returncode == 0, output[-2000:]
     assert "changed=0" not in output.split("PLAY RECAP")[-1], "the files were not rewritten"
     assert not [s for s in secrets if s in output], "a secret is in ansible-playbook's output"
+
+
+def test_no_secret_is_on_a_command_line_during_a_redeploy_and_a_doctor_walk(redeployed, secrets):
+    """Every process list shows arguments: the Redis and database clients that the roles and the doctor run
+    (recorded, however short-lived) and every other process (sampled) get their secrets otherwise."""
+    _, _, commands = redeployed
+    assert any(line.startswith("/usr/local/sbin/redis-cli ") for line in commands), "no client was recorded"
+    leaked = [line[:200] for line in commands if any(secret in line for secret in secrets)]
+    assert not leaked, f"a secret is on a command line: {[line.split()[0] for line in leaked]}"
