@@ -15,7 +15,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
-from conftest import ROOT, SERVICE, playbook, receive, request, socket_to
+from conftest import ROOT, SERVICE, close_code, playbook, receive, request, socket_to
 from websockets.exceptions import InvalidStatus
 
 from doctor.walk import walk
@@ -150,6 +150,21 @@ def test_security_headers_reach_every_response_once(site, token, where):
     for name, value in SECURITY_HEADERS.items():
         assert headers.get(name) == value, f"{name} on {where}: {headers.get(name)!r}"
         assert headers["_counts"][name.title()] == 1, f"{name} comes {headers['_counts'][name.title()]} times"
+
+
+def test_a_frame_over_the_apps_limit_is_closed_with_1009_before_it_is_buffered(site, token, app, app_env_file):
+    """uvicorn's ws_max_size is the app's WS_MAX_MESSAGE_BYTES: one byte over, and the socket is closed."""
+    limit = int(re.search(r"^WS_MAX_MESSAGE_BYTES='(\d+)'$", app.file(app_env_file).content_string, re.M).group(1))
+
+    async def scenario():
+        async with socket_to(site, f"token={token}", max_size=None) as ws:
+            assert (await receive(ws))["type"] == "connection_established"
+            await ws.send('{"action": "ping", "pad": "' + "x" * (limit - 40) + '"}')
+            assert (await receive(ws))["type"] in ("pong", "error")  # under the limit: answered
+            await ws.send("x" * (limit + 1))
+            return await close_code(ws)
+
+    assert asyncio.run(scenario()) == 1009
 
 
 def test_an_api_body_of_half_a_megabyte_passes_and_one_over_the_limit_gets_413(site, token):
