@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "channels",
     "apps.users",
     "apps.cafe",
@@ -152,6 +153,14 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_ACCESS_TTL", 15 * 60)),
     "REFRESH_TOKEN_LIFETIME": timedelta(seconds=env.int("JWT_REFRESH_TTL", 7 * 24 * 3600)),
     "UPDATE_LAST_LOGIN": False,
+    # A refresh token is good for one refresh: it is blacklisted and a new one is returned.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # Tokens carry a digest of the password hash: a password change, however made, voids them
+    # (REST, refresh, WebSocket handshake).
+    "CHECK_REVOKE_TOKEN": True,
+    # A deleted or inactive user's refresh is a 401, not a 500 (apps.users.serializers).
+    "TOKEN_REFRESH_SERIALIZER": "apps.users.serializers.TokenRefreshSerializer",
 }
 
 # --- WebSocket ----------------------------------------------------------------------

@@ -8,7 +8,8 @@ socket to one branch of the user's company.
 A refused socket is accepted, then closed with an application code (a refused handshake
 would hide the reason from browsers):
   4400  branch_id is not a UUID
-  4401  token missing, malformed, expired, or its user unknown or inactive
+  4401  token missing, malformed, expired, minted before its user's last password change, or
+        its user unknown or inactive
   4403  the user has no company, or branch_id names another company's branch
 The refusal is answered here, not by a consumer: a consumer starts a blocking channel-layer
 receive at once, and channels_redis loses the cancellation of a receive that is only just
@@ -25,6 +26,7 @@ from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings
 from rest_framework_simplejwt.tokens import AccessToken
+from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from apps.users.models import Branch
 
@@ -75,6 +77,9 @@ async def authenticate(raw_token):
     user = await _active_user(token.get(api_settings.USER_ID_CLAIM))
     if user is None:
         raise Refused(CLOSE_UNAUTHORIZED, "token user is unknown or inactive")
+    # As JWTAuthentication does for REST (CHECK_REVOKE_TOKEN): a password change voids older tokens.
+    if token.get(api_settings.REVOKE_TOKEN_CLAIM) != get_md5_hash_password(user.password):
+        raise Refused(CLOSE_UNAUTHORIZED, "token predates the user's password change")
     if user.company_id is None:
         raise Refused(CLOSE_FORBIDDEN, "user has no company")
     return user
@@ -121,5 +126,8 @@ class JWTAuthMiddleware:
             branch = await branch_scope(scope, user)
         except Refused as refusal:
             return await refuse(receive, send, refusal, subprotocol)
+        # This frame lasts as long as the socket: it keeps no copy of the token (longer since it
+        # carries the password digest).
+        del raw_token
         scope = dict(scope, user=user, branch=branch, auth_subprotocol=subprotocol)
         return await self.inner(scope, receive, send)
