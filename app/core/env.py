@@ -36,14 +36,17 @@ class Env:
             return False
         raise SettingsError(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
 
-    def int(self, name, default):
+    def int(self, name, default, minimum=None):
         raw = self.environ.get(name)
         if raw is None or raw.strip() == "":
             return default
         try:
-            return int(raw)
+            value = int(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+        return value
 
     def list(self, name, default=()):
         raw = self.environ.get(name)

@@ -162,6 +162,10 @@ SIMPLE_JWT = {
     # A deleted or inactive user's refresh is a 401, not a 500 (apps.users.serializers).
     "TOKEN_REFRESH_SERIALIZER": "apps.users.serializers.TokenRefreshSerializer",
 }
+# POST /api/auth/token/ per user name, counted in Redis for all workers (apps.users.login_attempts):
+# after this many failed attempts within the window every attempt gets 429 until the window ends.
+LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", 5, minimum=1)
+LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", 300, minimum=1)
 
 # --- WebSocket ----------------------------------------------------------------------
 # A text frame longer than this gets an error reply (the socket stays open); the ASGI

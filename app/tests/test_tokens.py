@@ -18,6 +18,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 APP_DIR = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def login_on_real_redis(settings, redis_server):
+    """The login endpoint counts attempts in Redis (test_login_limit.py): a real one, keys of this test's own."""
+    settings.REDIS_URL = redis_server
+    settings.CHANNEL_LAYER_PREFIX = f"tokens{os.urandom(4).hex()}"
+
+
 def login(client, username="staff", password="pw-staff-1"):
     response = client.post("/api/auth/token/", {"username": username, "password": password})
     assert response.status_code == 200, response.content
