@@ -29,10 +29,12 @@ class OrderSerializer(serializers.ModelSerializer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        request = self.context.get("request")
-        company_id = getattr(getattr(request, "user", None), "company_id", None)
-        # Only the user's own company's tables resolve; any other id is "does not exist".
-        self.fields["table"].queryset = Table.objects.filter(company_id=company_id)
+        user = getattr(self.context.get("request"), "user", None)
+        # Only the user's own company's tables resolve (and only its branch's, for a user bound to
+        # one); any other id is "does not exist".
+        tables = Table.objects.filter(company_id=getattr(user, "company_id", None))
+        branch_id = getattr(user, "branch_id", None)
+        self.fields["table"].queryset = tables.filter(branch_id=branch_id) if branch_id else tables
 
     def validate_items(self, items):
         return [{"name": item["name"], "quantity": item["quantity"], "price": str(item["price"])} for item in items]

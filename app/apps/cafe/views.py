@@ -1,11 +1,14 @@
-"""Company-scoped REST endpoints for tables and orders.
+"""Company-scoped REST endpoints for tables and orders; a user bound to a branch sees that branch only.
 
 The notification senders live in apps.cafe.notifications and are importable from here too,
 as operators call them from `manage.py shell`:
     from apps.cafe.views import send_table_status_changed_notification
 """
 
+import uuid
+
 from rest_framework import mixins, permissions, viewsets
+from rest_framework.exceptions import ValidationError
 
 from apps.cafe.models import Order, Table
 from apps.cafe.notifications import (
@@ -31,15 +34,31 @@ class HasCompany(permissions.BasePermission):
         return request.user.company_id is not None
 
 
+def branch_filter(request):
+    """The UUID of ?branch=, or None; anything else is a 400 naming the parameter."""
+    raw = request.query_params.get("branch")
+    if not raw:
+        return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise ValidationError({"branch": ["Must be a branch's UUID."]}) from None
+
+
 class CompanyScoped:
-    """Only the requesting user's company's rows exist for these views; others are 404."""
+    """Only the requesting user's company's rows exist for these views, and for a user bound to a
+    branch only that branch's rows (not the company's rows without a branch either); others are 404.
+    Company-wide access needs a user without a branch."""
 
     permission_classes = [permissions.IsAuthenticated, HasCompany]
     model = None
 
     def get_queryset(self):
-        rows = self.model.objects.filter(company_id=self.request.user.company_id)
-        branch = self.request.query_params.get("branch")
+        user = self.request.user
+        rows = self.model.objects.filter(company_id=user.company_id)
+        if user.branch_id:
+            rows = rows.filter(branch_id=user.branch_id)
+        branch = branch_filter(self.request)
         return rows.filter(branch_id=branch) if branch else rows
 
 

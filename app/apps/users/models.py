@@ -35,7 +35,10 @@ class User(AbstractUser):
     """A staff member. Without a company a user can sign in but sees no cafe data."""
 
     company = models.ForeignKey(Company, on_delete=models.CASCADE, related_name="users", null=True, blank=True)
-    branch = models.ForeignKey(Branch, on_delete=models.SET_NULL, related_name="users", null=True, blank=True)
+    # A user with a branch sees that branch only; without one, the whole company. So deleting a
+    # branch must not quietly widen its staff's view: it is refused while users are bound to it
+    # (RESTRICT; deleting the whole company still takes its users and branches with it).
+    branch = models.ForeignKey(Branch, on_delete=models.RESTRICT, related_name="users", null=True, blank=True)
 
     def clean(self):
         super().clean()

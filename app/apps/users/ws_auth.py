@@ -3,14 +3,16 @@
 Production clients send the access token as `?token=<JWT>`. Clients that can keep it out
 of URLs offer two subprotocols instead, `nurcrm.bearer` and the token; the server then
 answers with `nurcrm.bearer` alone, never echoing the token. `branch_id=<uuid>` scopes the
-socket to one branch of the user's company.
+socket to one branch of the user's company. A user bound to a branch (User.branch) is confined
+to it: without branch_id the socket is scoped to that branch, and another branch_id is refused.
 
 A refused socket is accepted, then closed with an application code (a refused handshake
 would hide the reason from browsers):
   4400  branch_id is not a UUID
   4401  token missing, malformed, expired, minted before its user's last password change, or
         its user unknown or inactive
-  4403  the user has no company, or branch_id names another company's branch
+  4403  the user has no company, or branch_id names another company's branch, or another
+        branch than the user's own
 The refusal is answered here, not by a consumer: a consumer starts a blocking channel-layer
 receive at once, and channels_redis loses the cancellation of a receive that is only just
 starting, so every refused consumer lived on, polling Redis, and held up worker shutdown.
@@ -86,18 +88,24 @@ async def authenticate(raw_token):
 
 
 async def branch_scope(scope, user):
-    """The branch named by ?branch_id=, which must be the user's company's, or None."""
+    """The branch the socket is scoped to: the one named by ?branch_id=, which must be the user's
+    company's (and the user's own branch, for a user bound to one), else the user's branch, or None."""
     query = parse_qs(scope.get("query_string", b"").decode("latin1"))
     raw = (query.get("branch_id") or [""])[0]
-    if not raw:
+    if raw:
+        try:
+            branch_id = uuid.UUID(raw)
+        except ValueError:
+            raise Refused(CLOSE_BAD_REQUEST, "branch_id is not a UUID") from None
+        if user.branch_id and branch_id != user.branch_id:
+            raise Refused(CLOSE_FORBIDDEN, "branch_id is not the branch the user is bound to")
+    elif user.branch_id:
+        branch_id = user.branch_id  # staff of a branch see their branch only
+    else:
         return None
-    try:
-        branch_id = uuid.UUID(raw)
-    except ValueError:
-        raise Refused(CLOSE_BAD_REQUEST, "branch_id is not a UUID") from None
     branch = await _branch_of_company(branch_id, user.company_id)
     if branch is None:
-        raise Refused(CLOSE_FORBIDDEN, "branch_id is not a branch of the user's company")
+        raise Refused(CLOSE_FORBIDDEN, "the branch is not one of the user's company's")
     return branch
 
 
