@@ -174,6 +174,15 @@ WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
 # The Sec-WebSocket-Protocol name a client offers beside its token, and that the
 # server answers with: the token itself is never echoed.
 WS_AUTH_SUBPROTOCOL = "nurcrm.bearer"
+# Every worker re-reads the users of its open sockets this often (seconds, one query) and closes
+# the sockets of a user deleted, deactivated, given a new password or another company or branch
+# since the handshake; sockets are closed when their token expires (4401) and after
+# WS_MAX_LIFETIME seconds whatever the token (4408). See apps.users.ws_guard.
+WS_AUTH_RECHECK_INTERVAL = env.int("WS_AUTH_RECHECK_INTERVAL", 1, minimum=1)
+WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", 24 * 3600, minimum=1)
+# Open sockets of one user, counted over all workers; one more is closed with 4429. A load test
+# that opens thousands with one user's token sets it higher.
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", 50, minimum=1)
 
 # --- Logging -------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")

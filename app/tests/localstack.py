@@ -19,7 +19,8 @@ def children(pid):
 
 
 class LocalStack:
-    def __init__(self, tmp, redis_url, workers=3, layer="redis"):
+    def __init__(self, tmp, redis_url, workers=3, layer="redis", **settings):
+        """`settings` are more environment variables of the app (WS_MAX_LIFETIME="2", say)."""
         self.workers = workers
         self.env = {
             "PATH": os.environ["PATH"],
@@ -30,6 +31,7 @@ class LocalStack:
             "REDIS_URL": redis_url,
             "CHANNEL_LAYER": layer,
             "CHANNEL_LAYER_PREFIX": f"asgi{uuid.uuid4().hex[:6]}",
+            **settings,
         }
         self.manage("migrate", "--verbosity", "0")
         self.manage("seed_demo")

@@ -1,8 +1,9 @@
 """The staff screens' socket: table and order events of one company, or one branch of it.
 
 Only authorised sockets get here: apps.users.ws_auth refuses the others (4400/4401/4403)
-before a consumer starts. Every bad frame gets {"type": "error", "code": ..., "message": ...}
-and the socket stays open.
+before a consumer starts. A user's socket over WS_MAX_SOCKETS_PER_USER is closed with 4429, and
+apps.users.ws_guard closes an open one whose token, user or lifetime lapsed (4401/4408). Every
+bad frame gets {"type": "error", "code": ..., "message": ...} and the socket stays open.
 
 Redis trouble never leaves a socket open but deaf: when Redis loses the layer's groups the
 consumer rejoins and sends {"type": "tables_snapshot", "reason": "channel_layer_reset", ...}
@@ -23,15 +24,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
+from apps.users import ws_guard
 from core import layer_watch
 
 logger = logging.getLogger(__name__)
 
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
+    # Class attributes stand in until a socket needs its own: an idle socket pays for none of them.
     is_open = False  # accepted and not yet disconnected
     joined = False  # in its group: whatever ends the consumer, it leaves the group
     outlet = None  # the pub/sub layer writes broadcasts straight to the socket (core.fanout)
+    closing = False  # closed by the server: nothing more is sent or read
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -55,10 +59,18 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             layer_watch.forget(self)
             self._drop_outlet()
             await self._leave_group()
+            await ws_guard.forget(self)
 
     async def connect(self):
         user, branch = self.scope["user"], self.scope.get("branch")
         self.company_id, self.branch_id = user.company_id, branch.pk if branch else None
+        # Counted (and watched by the guard) before it joins anything: a refused socket joins nothing.
+        if not await ws_guard.admit(self):
+            logger.info(
+                "websocket refused with 4429: user %s has %d sockets open", user.pk, settings.WS_MAX_SOCKETS_PER_USER
+            )
+            await self.accept(self.scope.get("auth_subprotocol"))
+            return await self.shut(ws_guard.CLOSE_TOO_MANY_SOCKETS, "too many open sockets for this user")
         self.group = socket_group(self.company_id, self.branch_id)
         await layer_watch.watch(self)
         # Broadcasts from the join on queue in the outlet until the hello has gone out.
@@ -86,6 +98,23 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         self._drop_outlet()
         await self._leave_group()
 
+    async def shut(self, code, reason):
+        """Close from the server's side, from any task: stop writing first, then send the close."""
+        if self.closing:
+            return
+        self.closing = True
+        self._drop_outlet()
+        try:
+            await self.close(code=code, reason=reason)
+        except Exception as exc:  # gone already
+            logger.debug("closing %s: %r", self.channel_name, exc)
+
+    async def send(self, text_data=None, bytes_data=None, close=False):
+        # A reply or event already on its way when the server closed the socket is dropped, not
+        # sent after the close (which uvicorn would raise on).
+        if not self.closing:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
     def _drop_outlet(self):
         if self.outlet:
             self.outlet = None
@@ -108,6 +137,8 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
 
     # --- Frames from the client -------------------------------------------------------
     async def receive(self, text_data=None, bytes_data=None):
+        if self.closing:
+            return
         if text_data is None:
             return await self.send_error("binary_not_supported", "binary frames are not supported; send JSON text")
         if len(text_data.encode("utf-8", "surrogatepass")) > settings.WS_MAX_MESSAGE_BYTES:

@@ -16,6 +16,9 @@ would hide the reason from browsers):
 The refusal is answered here, not by a consumer: a consumer starts a blocking channel-layer
 receive at once, and channels_redis loses the cancellation of a receive that is only just
 starting, so every refused consumer lived on, polling Redis, and held up worker shutdown.
+
+The token is checked here once; apps.users.ws_guard keeps checking the open socket (its token's
+expiry in `auth_expires`, its user against the database) and closes it when it lapses.
 """
 
 import logging
@@ -56,11 +59,15 @@ def token_from_scope(scope):
     return (query.get("token") or [""])[0], None
 
 
+# What an open socket needs of its user, and every open socket keeps: the company and branch it is
+# scoped to, and what apps.users.ws_guard compares with the database. The other columns (names,
+# e-mail, dates) and the company and branch rows would be read for nothing and held as long.
+SOCKET_USER_FIELDS = ("id", "password", "is_active", "company_id", "branch_id")
+
+
 @database_sync_to_async
 def _active_user(user_id):
-    # The user's row alone: a socket needs its company_id, and every open socket keeps it (no
-    # company or branch rows joined in, which would be read for nothing and held as long).
-    return get_user_model().objects.filter(pk=user_id, is_active=True).first()
+    return get_user_model().objects.filter(pk=user_id, is_active=True).only(*SOCKET_USER_FIELDS).first()
 
 
 @database_sync_to_async
@@ -69,7 +76,8 @@ def _branch_of_company(branch_id, company_id):
 
 
 async def authenticate(raw_token):
-    """The token's active user, or Refused(4401) saying why not (never quoting the token)."""
+    """The token's active user and its expiry (epoch seconds), or Refused(4401) saying why not
+    (never quoting the token)."""
     if not raw_token:
         raise Refused(CLOSE_UNAUTHORIZED, "missing token")
     try:
@@ -84,7 +92,7 @@ async def authenticate(raw_token):
         raise Refused(CLOSE_UNAUTHORIZED, "token predates the user's password change")
     if user.company_id is None:
         raise Refused(CLOSE_FORBIDDEN, "user has no company")
-    return user
+    return user, token["exp"]
 
 
 async def branch_scope(scope, user):
@@ -122,7 +130,8 @@ async def refuse(receive, send, refusal, subprotocol):
 
 class JWTAuthMiddleware:
     """Lets through only sockets of an active user of a company (and of its branch, if named):
-    their scope gets `user`, `branch` and `auth_subprotocol`. Everyone else is refused here."""
+    their scope gets `user`, `auth_expires` (the token's exp, epoch seconds), and `branch` and
+    `auth_subprotocol` when there is one. Everyone else is refused here."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -130,12 +139,16 @@ class JWTAuthMiddleware:
     async def __call__(self, scope, receive, send):
         raw_token, subprotocol = token_from_scope(scope)
         try:
-            user = await authenticate(raw_token)
+            user, expires = await authenticate(raw_token)
             branch = await branch_scope(scope, user)
         except Refused as refusal:
             return await refuse(receive, send, refusal, subprotocol)
-        # This frame lasts as long as the socket: it keeps no copy of the token (longer since it
-        # carries the password digest).
+        # This frame lasts as long as the socket: it keeps no copy of the token, and the scope no
+        # key it need not have (each socket's scope is copied again by the router).
         del raw_token
-        scope = dict(scope, user=user, branch=branch, auth_subprotocol=subprotocol)
+        scope = dict(scope, user=user, auth_expires=expires)
+        if branch is not None:
+            scope["branch"] = branch
+        if subprotocol is not None:
+            scope["auth_subprotocol"] = subprotocol
         return await self.inner(scope, receive, send)
