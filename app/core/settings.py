@@ -183,6 +183,17 @@ WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", 24 * 3600, minimum=1)
 # Open sockets of one user, counted over all workers; one more is closed with 4429. A load test
 # that opens thousands with one user's token sets it higher.
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", 50, minimum=1)
+# Client frames a socket may send: WS_MESSAGE_RATE a second on average, WS_MESSAGE_BURST at once.
+# A frame over it gets an error reply; WS_MESSAGE_FLOOD_CLOSE such frames in a row close the socket.
+WS_MESSAGE_RATE = env.int("WS_MESSAGE_RATE", 10, minimum=1)
+WS_MESSAGE_BURST = env.int("WS_MESSAGE_BURST", 20, minimum=1)
+WS_MESSAGE_FLOOD_CLOSE = env.int("WS_MESSAGE_FLOOD_CLOSE", 50, minimum=1)
+
+# --- Orders ---------------------------------------------------------------------------
+# Bounds of an order's items; a larger order is a 400 naming the bound.
+ORDER_MAX_ITEMS = env.int("ORDER_MAX_ITEMS", 100, minimum=1)
+ORDER_MAX_QUANTITY = env.int("ORDER_MAX_QUANTITY", 1000, minimum=1)
+ORDER_MAX_PRICE = env.int("ORDER_MAX_PRICE", 1_000_000, minimum=1)
 
 # --- Logging -------------------------------------------------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", "INFO")

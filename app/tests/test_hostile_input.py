@@ -39,8 +39,10 @@ User.objects.create_user("loner")
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_server):
-    """The stack of test_local_run.py, plus a rival company's user, a user without company, and tokens."""
-    stack = LocalStack(tmp_path_factory.mktemp("hostile"), redis_server, workers=WORKERS)
+    """The stack of test_local_run.py, plus a rival company's user, a user without company, and tokens.
+    Its message rate is out of reach: here every frame must get its own reply (test_limits.py tests the rate)."""
+    unlimited = {"WS_MESSAGE_RATE": "1000000", "WS_MESSAGE_BURST": "1000000"}
+    stack = LocalStack(tmp_path_factory.mktemp("hostile"), redis_server, workers=WORKERS, **unlimited)
     stack.manage("shell", "-c", RIVALS)
     with ThreadPoolExecutor(4) as pool:
         minted = pool.map(

@@ -92,6 +92,11 @@ def test_a_missing_production_setting_stops_startup_with_one_line_naming_it(miss
         ("REDIS_SOCKET_TIMEOUT", "5"),
         ("CHANNEL_LAYER_WATCH_INTERVAL", "0"),
         ("CHANNEL_LAYER_REJOIN_INTERVAL", "86400"),
+        ("WS_MAX_SOCKETS_PER_USER", "0"),
+        ("WS_MESSAGE_RATE", "fast"),
+        ("WS_AUTH_RECHECK_INTERVAL", "0"),
+        ("LOGIN_MAX_FAILURES", "-1"),
+        ("ORDER_MAX_ITEMS", "0"),
     ],
 )
 def test_a_malformed_setting_is_named(name, value):

@@ -3,7 +3,9 @@
 Only authorised sockets get here: apps.users.ws_auth refuses the others (4400/4401/4403)
 before a consumer starts. A user's socket over WS_MAX_SOCKETS_PER_USER is closed with 4429, and
 apps.users.ws_guard closes an open one whose token, user or lifetime lapsed (4401/4408). Every
-bad frame gets {"type": "error", "code": ..., "message": ...} and the socket stays open.
+bad frame gets {"type": "error", "code": ..., "message": ...} and the socket stays open; a
+frame over the socket's message rate gets {"type": "error", "code": "rate_limited", ...}, and
+WS_MESSAGE_FLOOD_CLOSE of them in a row close the socket with 1008 (policy violation).
 
 Redis trouble never leaves a socket open but deaf: when Redis loses the layer's groups the
 consumer rejoins and sends {"type": "tables_snapshot", "reason": "channel_layer_reset", ...}
@@ -11,6 +13,7 @@ consumer rejoins and sends {"type": "tables_snapshot", "reason": "channel_layer_
 client reconnects (see TableStatusConsumer.__call__).
 """
 
+import asyncio
 import json
 import logging
 
@@ -29,6 +32,8 @@ from core import layer_watch
 
 logger = logging.getLogger(__name__)
 
+CLOSE_FLOOD = 1008  # policy violation: WS_MESSAGE_FLOOD_CLOSE frames in a row over the rate
+
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
     # Class attributes stand in until a socket needs its own: an idle socket pays for none of them.
@@ -36,6 +41,9 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     joined = False  # in its group: whatever ends the consumer, it leaves the group
     outlet = None  # the pub/sub layer writes broadcasts straight to the socket (core.fanout)
     closing = False  # closed by the server: nothing more is sent or read
+    allowance = None  # frames the socket may still send now (a token bucket), once it sent one
+    allowance_at = 0.0  # loop time of the last refill
+    over_rate = 0  # frames over the rate in a row
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -139,6 +147,17 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data=None, bytes_data=None):
         if self.closing:
             return
+        if self._over_rate():
+            if self.over_rate >= settings.WS_MESSAGE_FLOOD_CLOSE:
+                logger.warning(
+                    "closing socket %s with 1008: %d frames in a row over the rate", self.channel_name, self.over_rate
+                )
+                return await self.shut(CLOSE_FLOOD, "too many messages")
+            return await self.send_error(
+                "rate_limited",
+                f"at most {settings.WS_MESSAGE_RATE} messages a second ({settings.WS_MESSAGE_BURST} at once); "
+                "this one was dropped",
+            )
         if text_data is None:
             return await self.send_error("binary_not_supported", "binary frames are not supported; send JSON text")
         if len(text_data.encode("utf-8", "surrogatepass")) > settings.WS_MAX_MESSAGE_BYTES:
@@ -155,6 +174,25 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         if action == "ping":
             return await self.send_json({"type": "pong", "server_time": timezone.now().isoformat()})
         return await self.send_error("unknown_action", "unknown action; supported: ping")
+
+    def _over_rate(self):
+        """Whether this frame exceeds the socket's rate: a token bucket of WS_MESSAGE_BURST frames,
+        refilled at WS_MESSAGE_RATE a second, computed when a frame comes (no timer)."""
+        now = asyncio.get_running_loop().time()
+        burst = settings.WS_MESSAGE_BURST
+        if self.allowance is None:
+            allowance = burst
+        else:
+            allowance = min(burst, self.allowance + (now - self.allowance_at) * settings.WS_MESSAGE_RATE)
+        self.allowance_at = now
+        if allowance >= 1:
+            self.allowance = allowance - 1
+            if self.over_rate:
+                self.over_rate = 0
+            return False
+        self.allowance = allowance
+        self.over_rate += 1
+        return True
 
     async def send_error(self, code, message):
         await self.send_json({"type": "error", "code": code, "message": message})

@@ -1,5 +1,6 @@
 from decimal import Decimal
 
+from django.conf import settings
 from rest_framework import serializers
 
 from apps.cafe.models import Order, Table
@@ -12,14 +13,20 @@ class TableSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "number", "name", "branch", "updated_at"]
 
 
+# An order's total must fit its column (max_digits=12, decimal_places=2).
+MAX_TOTAL = Decimal("9999999999.99")
+
+
 class OrderItemSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
-    quantity = serializers.IntegerField(min_value=1, max_value=10_000)
-    price = serializers.DecimalField(max_digits=10, decimal_places=2, min_value=Decimal("0"))
+    quantity = serializers.IntegerField(min_value=1, max_value=settings.ORDER_MAX_QUANTITY)
+    price = serializers.DecimalField(
+        max_digits=10, decimal_places=2, min_value=Decimal("0"), max_value=Decimal(settings.ORDER_MAX_PRICE)
+    )
 
 
 class OrderSerializer(serializers.ModelSerializer):
-    items = OrderItemSerializer(many=True, allow_empty=True, required=False)
+    items = OrderItemSerializer(many=True, allow_empty=True, required=False, max_length=settings.ORDER_MAX_ITEMS)
     table = serializers.PrimaryKeyRelatedField(queryset=Table.objects.none(), allow_null=True, required=False)
 
     class Meta:
@@ -37,6 +44,9 @@ class OrderSerializer(serializers.ModelSerializer):
         self.fields["table"].queryset = tables.filter(branch_id=branch_id) if branch_id else tables
 
     def validate_items(self, items):
+        total = sum((item["price"] * item["quantity"] for item in items), Decimal("0"))
+        if total > MAX_TOTAL:
+            raise serializers.ValidationError(f"The order's total ({total}) is over {MAX_TOTAL}.")
         return [{"name": item["name"], "quantity": item["quantity"], "price": str(item["price"])} for item in items]
 
     def _derive(self, validated_data):
