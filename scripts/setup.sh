@@ -25,6 +25,10 @@ if [[ ! -f "$stamp" ]]; then
   [[ -x .venv/bin/python ]] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -r requirements.txt
+  # The app's lock last, hash-checked, as the deploy installs it: its pins win over what the tools
+  # above pulled in, and pip check says if a tool can no longer live with them.
+  .venv/bin/pip install -q --require-hashes -r app/requirements.txt
+  .venv/bin/pip check
   # The doctor's console command, nurcrm-doctor (pyproject.toml).
   .venv/bin/pip install -q -e .
   rm -f .venv/.requirements-*

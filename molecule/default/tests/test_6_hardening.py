@@ -374,6 +374,28 @@ def test_the_gunicorn_unit_has_memory_and_task_ceilings(host):
     assert int(shown["TasksCurrent"]) < int(shown["TasksMax"]) / 4, shown
 
 
+def test_expired_refresh_tokens_are_dropped_every_day(app):
+    """Each sign-in adds rows to the token blacklist's tables; a daily timer runs flushexpiredtokens."""
+    assert app.service("nurcrm-flushexpiredtokens.timer").is_enabled
+    app.check_output("systemctl start nurcrm-flushexpiredtokens.service")
+    assert app.check_output("systemctl show -p Result --value nurcrm-flushexpiredtokens.service") == "success"
+
+
+# --- Supply chain ----------------------------------------------------------------------------
+def package(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_the_virtualenv_holds_the_lock_and_nothing_else(app):
+    """The deploy installed app/requirements.txt (every entry pinned and hashed) with --require-hashes, and
+    removed what the lock does not list (uvicorn[standard]'s reloader, .env and YAML support)."""
+    lock = app.file("/opt/nurcrm/app/requirements.txt").content_string
+    locked = {package(name): version for name, version in re.findall(r"(?m)^([A-Za-z0-9][\w.-]*)==([^\s;]+)", lock)}
+    listed = app.check_output("/opt/nurcrm/venv/bin/pip list --format=json --exclude pip --exclude setuptools")
+    assert {package(p["name"]): p["version"] for p in json.loads(listed)} == locked
+    assert not {"watchfiles", "python-dotenv", "pyyaml"} & set(locked)
+
+
 # --- PostgreSQL --------------------------------------------------------------------------
 def test_postgresql_stores_scram_sha_256_only(app):
     conf = app.check_output("cat /etc/postgresql/*/main/postgresql.conf")
