@@ -39,7 +39,8 @@ except ImportError:
     uvloop = None
 
 PASSWORD_ENV = "BENCH_REDIS_PASSWORD"  # the Redis password, kept out of every command line
-CHANNEL = "bench:floor"
+# Under the channel layer's prefix: the floor signs in as the app's Redis user, whose channels start with it.
+CHANNEL = "asgi:bench:floor"
 BACKLOG = 4096
 TABLE_ID = "f1004000-0000-4000-8000-000000000001"
 

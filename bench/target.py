@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
 from bench.clients import Endpoint
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,6 +199,9 @@ def _without_password(url):
 
 def container_target(name=CONTAINER):
     password_file = LOCAL_SECRETS / "redis_password"
+    # The stack's Redis has no default user: the floor is the app's user (inventory/local's redis_app_user).
+    local_vars = ROOT / "inventory" / "local" / "group_vars" / "all" / "vars.yml"
+    user = yaml.safe_load(local_vars.read_text())["redis_app_user"]
     return Target(
         name="container",
         url="wss://localhost/ws/cafe/tables/",
@@ -206,7 +211,7 @@ def container_target(name=CONTAINER):
         host=Command(["docker", "exec", name]),
         gunicorn="systemd:gunicorn",
         restart_command=["systemctl", "restart", "gunicorn"],
-        floor_redis_url="redis://127.0.0.1:6379/0",
+        floor_redis_url=f"redis://{user}@127.0.0.1:6379/0",
         floor_redis_password=password_file.read_text().strip() if password_file.exists() else None,
     )
 

@@ -346,9 +346,8 @@ def redis_reachable(h):
     states = {name: h.facts.on(name).redis_server.get("service") for name in servers}
     evidence = f"PING {target(env)} -> {ping!r}; redis-server: {states}"
     if any(word in ping for word in ("NOAUTH", "WRONGPASS", "AUTH")):
-        return fail(
-            evidence, "writes back requirepass from vault_redis_password, which REDIS_URL carries too", hosts=servers
-        )
+        explanation = "writes back the app user's password (vault_redis_password, which REDIS_URL carries too)"
+        return fail(evidence, explanation, hosts=servers)
     return fail(evidence, "starts redis-server and writes back its bind address and port", hosts=servers)
 
 
@@ -360,7 +359,7 @@ def redis_authenticated(h):
     if redis.get("anonymous_ping") == "PONG":
         return fail(
             "Redis answers PING without the password",
-            "writes back requirepass (redis_password) and restarts redis-server",
+            "writes back redis.conf, whose only user is the app's, with its password, and restarts redis-server",
             hosts=_redis_hosts(h),
         )
     return ok("the app's password is required and accepted")

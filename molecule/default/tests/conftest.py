@@ -53,6 +53,11 @@ def redis_host(pytestconfig):
 
 
 @pytest.fixture(scope="session")
+def db_host(pytestconfig):
+    return hosts_of(pytestconfig, "db")[0]
+
+
+@pytest.fixture(scope="session")
 def inventory(pytestconfig):
     return str(Path(pytestconfig.option.ansible_inventory).resolve())
 

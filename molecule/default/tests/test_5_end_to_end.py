@@ -3,6 +3,7 @@ connection_established, ping/pong, order and table events, branch scoping, an ex
 and no token in nginx's or gunicorn's logs afterwards; the doctor's consumer, delivery and logs steps."""
 
 import asyncio
+import time
 
 import pytest
 from conftest import (
@@ -154,3 +155,27 @@ def test_no_token_reached_the_logs(host, web, used_tokens, log):
     for used in used_tokens:
         assert used not in text
     assert "eyJhbGciOi" not in text, f"a JWT is in the {log}"
+
+
+def test_a_socket_of_a_user_deactivated_by_sql_is_closed_with_4401_within_2_seconds(db_host, site, token):
+    """On the deployed stack, with PostgreSQL: an UPDATE straight in the database (no model signal) ends the
+    user's open socket; the user is active again afterwards."""
+
+    def set_active(active):
+        sql = f"UPDATE users_user SET is_active = {str(active).lower()} WHERE username = '{DEMO_USER}'"
+        db_host.check_output(f'runuser -u postgres -- psql -d nurcrm -c "{sql}"')
+
+    async def scenario():
+        async with socket_to(site, f"token={token}") as ws:
+            assert (await receive(ws))["type"] == "connection_established"
+            await asyncio.to_thread(set_active, False)
+            committed = time.monotonic()
+            code = await close_code(ws, timeout=5)
+            return code, time.monotonic() - committed
+
+    try:
+        code, after = asyncio.run(scenario())
+    finally:
+        set_active(True)
+    print(f"closed {after:.2f} s after the UPDATE")
+    assert code == 4401 and after <= 2, (code, after)

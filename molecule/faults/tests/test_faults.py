@@ -26,6 +26,7 @@ GUNICORN = "/etc/nurcrm/gunicorn.conf.py"
 ENV = "/etc/nurcrm/app.env"
 REDIS = "/etc/redis/redis.conf"
 CONSUMER = "/opt/nurcrm/app/apps/cafe/consumers.py"
+OTHER_HASH = "0" * 64  # a SHA-256 no password of the app's has
 FILES = (NGINX, GUNICORN, ENV, REDIS, CONSUMER)  # what the faults edit, backed up first
 BACKUP = "/root/doctor-faults"
 ONE_WORKER_ON_DB_1 = """
@@ -53,7 +54,7 @@ FAULTS = {
     ),
     "redis-stopped": ("systemctl stop redis-server", "redis"),
     "redis-password-changed": (
-        f"sed -i 's/^requirepass .*/requirepass not-the-apps-password/' {REDIS} && systemctl restart redis-server",
+        f"sed -i -E 's/^(user \\S+ on )#[0-9a-f]+/\\1#{OTHER_HASH}/' {REDIS} && systemctl restart redis-server",
         "redis",
     ),
     "one-worker-on-another-redis-db": (
