@@ -3,7 +3,7 @@
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 
-.PHONY: setup demo test lint test-app test-roles test-doctor test-bench test-molecule test-faults doctor
+.PHONY: setup demo test lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production doctor
 
 setup:
 	bash scripts/setup.sh
@@ -17,9 +17,10 @@ demo: setup
 doctor: setup
 	nurcrm-doctor -i inventory/local
 
-# Every test: lints, the app's, the roles' and the doctor's suites, then molecule: the checklist (default scenario) and
-# the doctor's fault scenario, each on a fresh container (one at a time: they share ports).
-test: lint test-app test-roles test-doctor test-bench test-molecule test-faults
+# Every test: lints, the app's, the roles' and the doctor's suites, then molecule: the checklist (default
+# scenario), the doctor's fault scenario and the production path, each on a fresh container (one at a time:
+# they share this machine's network).
+test: lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production
 
 lint: setup
 	ruff check app tools molecule doctor bench tests
@@ -50,6 +51,12 @@ test-molecule: setup
 test-faults: setup
 	bash scripts/container-host.sh up
 	molecule test -s faults
+
+# The production path: bootstrap over SSH as root once, then deploy as the deploy user with sudo, a
+# certificate from a real ACME server (Pebble), and the checklist tests (molecule/production).
+test-production: setup
+	bash scripts/container-host.sh up
+	molecule test -s production
 
 # The benchmark (bench/README.md): brings up or reuses the container stack (molecule converge), measures
 # fan-out against the floor, the connect burst and idle memory into bench/results/, then writes

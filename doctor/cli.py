@@ -52,6 +52,8 @@ def report(results, facts, seconds):
         "inventory": facts.inventory,
         "url": facts.site.url() if facts.site else None,
         "hosts": {group: names for group, names in facts.groups.items() if names},
+        # Hosts the probe could not see for want of root: their checks are skipped, the walk is incomplete.
+        "blind": {h.name: h.blind for h in facts.of(*facts.groups) if h.blind},
         "healthy": all(r.ok for r in results),
         "first_failure": asdict(first) if first else None,
         "recent_errors": recent_log_lines(facts) if first else [],
@@ -135,8 +137,14 @@ def main(argv=None):
     use_own_tools()
     try:
         before = look(args)
-        if not args.fix:
+        if not args.fix or before["blind"]:
             print(json.dumps(before, indent=2) if args.json else table(before))
+            if before["blind"]:
+                raise DoctorError(
+                    f"could not see everything on {', '.join(before['blind'])}: "
+                    + "; ".join(before["blind"].values())
+                    + ". Give the doctor root: ansible_become: true in the inventory, or --sudo"
+                )
             return status(before)
         if not args.json:
             print("Before:\n" + table(before) + "\n")

@@ -49,6 +49,14 @@ class HostFacts:
         return getattr(self.facts, attribute)
 
     @property
+    def blind(self):
+        """Why the probe could not see this host (it ran without root), or ""."""
+        if self.probe.get("root") is False:
+            unreadable = ", ".join(self.probe.get("unreadable") or [])
+            return f"the probe ran as {self.probe.get('user')}, not root: it could not read {unreadable}"
+        return ""
+
+    @property
     def machine(self):
         return self.probe.get("machine_id") or self.name
 

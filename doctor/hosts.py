@@ -13,12 +13,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from testinfra.utils.ansible_runner import get_ansible_config, get_ansible_host, itergroup
 
 from doctor.facts import GROUPS, REQUIRED_GROUPS
+from doctor.registry import ROOT
 
 UNREACHABLE = ("No such container", "is not running", "Cannot connect to the Docker daemon", "Could not resolve")
 PROBE = base64.b64encode(Path(__file__).with_name("probe.py").read_bytes()).decode()
+
+
+def role_default(role, name):
+    """A role's default, from its defaults/main.yml: what a host gets when the inventory is silent."""
+    return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()).get(name)
 
 
 class DoctorError(Exception):

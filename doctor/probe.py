@@ -17,6 +17,7 @@ import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import stat
 import subprocess
@@ -43,10 +44,16 @@ def run(argv, timeout=10, env=None, input_text=None):
         return {"rc": 124, "out": "", "err": f"timed out after {timeout}s"}
 
 
+UNREADABLE = []  # what this run could not read for want of permission (the probe not run as root)
+
+
 def read(path, limit=200_000):
     try:
         with open(path, errors="replace") as f:
             return f.read(limit)
+    except PermissionError:
+        UNREADABLE.append(path)
+        return None
     except OSError:
         return None
 
@@ -126,6 +133,8 @@ def nginx_time(line):
 
 def nginx_facts(args):
     test = run(["nginx", "-T"])
+    if "Permission denied" in test["err"]:
+        UNREADABLE.append("nginx -T")
     dump = test["out"]
     if test["rc"] != 0:  # nginx -T dumps nothing when the test fails: read what it would load
         paths = ["/etc/nginx/nginx.conf", *sorted(glob.glob("/etc/nginx/conf.d/*.conf"))]
@@ -352,6 +361,8 @@ def postgresql_facts():
 def facts(args):
     position = log_position()  # first: the walk's log lines are the ones after this
     result = {
+        "user": pwd.getpwuid(os.geteuid()).pw_name,
+        "root": os.geteuid() == 0,
         "hostname": os.uname().nodename,
         "machine_id": (read("/etc/machine-id") or "").strip(),
         "addresses": addresses(),
@@ -373,6 +384,8 @@ def facts(args):
         result["redis_server"] = redis_server_facts()
     if "db" in args["roles"]:
         result["postgresql"] = postgresql_facts()
+    if not result["root"]:  # most of what follows needs root: say what was out of reach
+        result["unreadable"] = sorted(set(UNREADABLE)) or ["/proc/<worker>/environ", "the journal"]
     return result
 
 

@@ -100,7 +100,7 @@ class Verdict:
     split the workers' Redis); the hosts to rerun it on if not the ones the layer's group implies; or
     manual=True when no playbook restores it (the explanation then says what the operator must do)."""
 
-    ok: bool
+    ok: bool | None  # None: not judged (skipped, the evidence says why)
     evidence: str
     explanation: str = ""
     layer: str | None = None
@@ -111,6 +111,10 @@ class Verdict:
 
 def ok(evidence):
     return Verdict(True, evidence)
+
+
+def skip(why):
+    return Verdict(None, why)
 
 
 def fail(evidence, explanation, layer=None, by=None, hosts=(), manual=False):
@@ -180,11 +184,13 @@ def _run(registered, host, facts, by_key):
         if before is not None and not before.ok:
             why = f"needs {need}, which {'failed' if before.status == 'fail' else 'was skipped'}"
             return Result(status="skip", layer=registered.layer, evidence=why, **stamp)
-    if registered.scope == (SITE,) or registered.compares:
-        subject = facts
-    else:
-        subject = facts.on(host)
+    subject = facts if registered.scope == (SITE,) or registered.compares else facts.on(host)
+    # A host the probe saw without root: nothing judged on it is evidence (a comparison neither).
+    if registered.scope != (SITE,) and (blind := next(filter(None, (facts.on(n).blind for n in host.split(","))), "")):
+        return Result(status="skip", layer=registered.layer, evidence=blind, **stamp)
     verdict = registered.func(subject)
+    if verdict.ok is None:
+        return Result(status="skip", layer=registered.layer, evidence=verdict.evidence, **stamp)
     if verdict.ok:
         return Result(status="pass", layer=registered.layer, evidence=verdict.evidence, **stamp)
     layer = verdict.layer or registered.layer

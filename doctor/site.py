@@ -1,12 +1,14 @@
 """The deployment as a client sees it: name resolution, TLS, the WebSocket handshake, a session."""
 
 import asyncio
+import http.client
+import io
 import json
 import socket
 import ssl
 import tempfile
 import time
-import urllib.request
+import urllib.error
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -21,20 +23,30 @@ class Site:
     server_name: str
     port: int
     origin: str
-    cafile: str | None = None  # a self-signed certificate the inventory vouches for
+    cafile: str | None = None  # a CA the inventory vouches for (doctor_cafile), or its self-signed certificate
+    address: str | None = None  # where the public name points for this client (doctor_connect_address), else DNS
 
     @classmethod
-    def trusting(cls, server_name, port, origin, certificate_pem=None):
-        cafile = None
+    def trusting(cls, server_name, port, origin, certificate_pem=None, cafile=None, address=None):
         if certificate_pem:
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as pem:
                 pem.write(certificate_pem)
             cafile = pem.name
-        return cls(server_name, port, origin, cafile)
+        return cls(server_name, port, origin, cafile, address)
 
     @property
     def netloc(self):
         return self.server_name if self.port == 443 else f"{self.server_name}:{self.port}"
+
+    @property
+    def host(self):
+        """What a client connects to: the pinned address, or the name (resolved by DNS)."""
+        return self.address or self.server_name
+
+    @property
+    def ipv4(self):
+        """The site's IPv4 address, for a client that binds an IPv4 source of its own."""
+        return self.address or socket.getaddrinfo(self.server_name, self.port, socket.AF_INET)[0][4][0]
 
     def url(self, path=WS_PATH, scheme="wss"):
         return f"{scheme}://{self.netloc}{path}"
@@ -42,21 +54,25 @@ class Site:
     def tls_context(self):
         return ssl.create_default_context(cafile=self.cafile)
 
+    def connect(self, timeout=5, source=None):
+        """A TLS connection to the site, the name in SNI and in the certificate check."""
+        raw = socket.create_connection((self.host, self.port), timeout=timeout, source_address=source)
+        return self.tls_context().wrap_socket(raw, server_hostname=self.server_name)
+
 
 def tls_facts(site, timeout=5):
     """Where the name resolves, and the certificate a verifying client gets (or why it gets none)."""
-    facts = {"addresses": [], "error": None}
+    facts = {"addresses": [], "error": None, "pinned": bool(site.address)}
     try:
-        infos = socket.getaddrinfo(site.server_name, site.port, type=socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(site.host, site.port, type=socket.SOCK_STREAM)
         facts["addresses"] = sorted({info[4][0] for info in infos})
     except OSError as exc:
         facts["error"] = f"{site.server_name} does not resolve: {exc}"
         return facts
     try:
-        with socket.create_connection((site.server_name, site.port), timeout=timeout) as raw:
-            with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
-                cert = tls.getpeercert()
-                facts["protocol"] = tls.version()
+        with site.connect(timeout) as tls:
+            cert = tls.getpeercert()
+            facts["protocol"] = tls.version()
         not_after = datetime.fromtimestamp(ssl.cert_time_to_seconds(cert["notAfter"]), UTC)
         facts["not_after"] = not_after.isoformat()
         facts["days_left"] = (not_after - datetime.now(UTC)).days
@@ -76,15 +92,14 @@ def handshake(site, path=WS_PATH, timeout=5):
         "Sec-WebSocket-Key: bnVyY3JtLWRvY3Rvci0xMg==\r\n\r\n"
     )
     try:
-        with socket.create_connection((site.server_name, site.port), timeout=timeout) as raw:
-            with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
-                tls.sendall(request.encode())
-                head = b""
-                while b"\r\n\r\n" not in head and len(head) < 16384:
-                    chunk = tls.recv(4096)
-                    if not chunk:
-                        break
-                    head += chunk
+        with site.connect(timeout) as tls:
+            tls.sendall(request.encode())
+            head = b""
+            while b"\r\n\r\n" not in head and len(head) < 16384:
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
     except (OSError, ssl.SSLError) as exc:
         return {"status": None, "error": str(exc)}
     status_line = head.split(b"\r\n", 1)[0].decode("latin1")
@@ -97,7 +112,12 @@ async def _session(site, token, send, timeout):
     facts = {"hello": None, "close_code": None, "close_reason": None, "pong_ms": None, "event": None}
     try:
         async with connect(
-            site.url() + f"?token={token}", origin=site.origin, ssl=site.tls_context(), open_timeout=timeout
+            site.url() + f"?token={token}",
+            origin=site.origin,
+            ssl=site.tls_context(),
+            open_timeout=timeout,
+            host=site.host,
+            server_hostname=site.server_name,
         ) as ws:
             facts["hello"] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             started = time.monotonic()
@@ -133,20 +153,37 @@ def session(site, token, send, timeout=5):
 
 
 # --- A client of the site, for the scenario tests ------------------------------------
+class _SiteConnection(http.client.HTTPSConnection):
+    """HTTPS to the site's address, the public name in SNI, the certificate check and Host."""
+
+    def __init__(self, site, timeout):
+        super().__init__(site.server_name, site.port, timeout=timeout, context=site.tls_context())
+        self.site = site
+
+    def connect(self):
+        self.sock = self.site.connect(self.timeout)
+
+
 def request(site, method, path, token=None, body=None):
-    """An HTTPS request to the site; (status, JSON body)."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(site.url(path, scheme="https"), data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, context=site.tls_context(), timeout=10) as response:
-        return response.status, json.loads(response.read() or b"null")
+    """An HTTPS request to the site; (status, JSON body). An answer of 400 or more raises urllib's HTTPError."""
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    connection = _SiteConnection(site, timeout=10)
+    try:
+        connection.request(method, path, json.dumps(body) if body is not None else None, headers)
+        response = connection.getresponse()
+        payload = response.read()
+    finally:
+        connection.close()
+    if response.status >= 400:
+        url = site.url(path, scheme="https")
+        raise urllib.error.HTTPError(url, response.status, response.reason, response.headers, io.BytesIO(payload))
+    return response.status, json.loads(payload or b"null")
 
 
 def socket_to(site, query="", **options):
-    """A WebSocket to the site's /ws/cafe/tables/; `options` go to websockets' connect (host=, local_addr=...)."""
+    """A WebSocket to the site's /ws/cafe/tables/; `options` go to websockets' connect (local_addr=, ...)."""
     url = site.url() + (f"?{query}" if query else "")
+    options = {"host": site.host, "server_hostname": site.server_name, **options}
     return connect(url, origin=site.origin, ssl=site.tls_context(), open_timeout=10, **options)
 
 

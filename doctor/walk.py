@@ -1,10 +1,11 @@
 """The walk: probe every host in parallel, take the client's view, then judge (doctor/registry.py)."""
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from doctor import checks  # noqa: F401 (importing it registers the checks)
 from doctor.facts import Facts
-from doctor.hosts import Hosts
+from doctor.hosts import Hosts, role_default
 from doctor.nginxconf import tls_server
 from doctor.registry import evaluate
 from doctor.site import Site, handshake, session, tls_facts
@@ -41,12 +42,23 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
     facts.session_host = session_host
     web = facts.of("web")[0]
     server = tls_server(web.nginx_conf) or {"server_name": web.name, "port": 443, "certificate": None}
-    # A self-signed certificate is trusted only where the inventory made it on purpose.
+    # A self-signed certificate is trusted only where the inventory made it on purpose; doctor_cafile is a
+    # CA of the operator's (a test ACME server's, a company's own), doctor_connect_address where the
+    # public name points from here (a web host behind a load balancer, a name not in DNS yet).
+    web_vars = hosts.variables(web.name)
     pem = None
-    if hosts.variables(web.name).get("nginx_self_signed_certificate") is True:
+    source = web_vars.get("nginx_certificate_source", role_default("nginx", "nginx_certificate_source"))
+    if source == "self-signed":
         pem = (web.nginx.get("certificates") or {}).get(server["certificate"])
     name = server["server_name"]
-    facts.site = Site.trusting(name, server["port"], origin or f"https://{name}", pem)
+    facts.site = Site.trusting(
+        name,
+        server["port"],
+        origin or f"https://{name}",
+        pem,
+        cafile=os.path.expanduser(web_vars["doctor_cafile"]) if web_vars.get("doctor_cafile") else None,
+        address=web_vars.get("doctor_connect_address"),
+    )
     facts.tls = tls_facts(facts.site)
     facts.handshake = handshake(facts.site)
     token = facts.on(session_host).probe.get("token")

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server)
+# redis-server for the app's suites; pebble (an ACME test server) and an SSH client for molecule/production.
+APT_PACKAGES=(redis-server pebble openssh-client)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do

@@ -99,3 +99,14 @@ def test_needs_name_earlier_checks_on_the_same_hosts():
 def test_each_layers_playbook_runs_the_role_of_that_layer_alone(playbook):
     play = yaml.safe_load((ROOT / playbook).read_text())[0]
     assert [r["role"] if isinstance(r, dict) else r for r in play["roles"]] == [Path(playbook).stem]
+
+
+def test_a_host_the_probe_saw_without_root_is_skipped_saying_what_it_could_not_read():
+    facts = make_facts()
+    facts.hosts[ONE_HOST].update(root=False, user="deploy", unreadable=["/etc/nurcrm/app.env", "nginx -T"])
+    results = evaluate(facts)
+    on_host = [r for r in results if r.host == ONE_HOST]
+    assert on_host and all(r.status == "skip" for r in on_host)
+    assert on_host[0].evidence == "the probe ran as deploy, not root: it could not read /etc/nurcrm/app.env, nginx -T"
+    consumer = next(r for r in results if r.check == "consumer_accepts_token")
+    assert consumer.status == "skip" and "no token minted" in consumer.evidence

@@ -26,6 +26,9 @@ DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
 DEMO_BRANCHES = {"Main hall": "5eed0000-0000-4000-8000-0000000000b1", "Terrace": "5eed0000-0000-4000-8000-0000000000b2"}
 DEMO_USER = "demo"
 ROOT = Path(__file__).resolve().parents[3]
+# The scenario running these tests: default (the local stack through docker) or production (over SSH,
+# with an ACME certificate); a few tests belong to one of them alone.
+SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
 # The production note's fixed values.
 SOCKET = "/home/nur/asgi.sock"
 SERVICE = "gunicorn"

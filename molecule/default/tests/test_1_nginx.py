@@ -2,8 +2,7 @@
 `upstream django_asgi` on gunicorn's unix socket, a configuration nginx accepts; the doctor's tls,
 nginx and handshake steps."""
 
-import urllib.error
-import urllib.request
+import http.client
 
 import pytest
 from conftest import assert_check_passes, checks_of, request
@@ -24,15 +23,12 @@ def test_nginx_service_is_running_and_enabled(host):
 
 def test_plain_http_redirects_to_https(site):
     """An http:// request is answered with a redirect to the https:// URL."""
-
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args):
-            return None
-
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.build_opener(NoRedirect).open(f"http://{site.server_name}/api/health/", timeout=5)
-    assert answer.value.code == 301
-    assert answer.value.headers["Location"] == site.url("/api/health/", scheme="https")
+    answer = http.client.HTTPConnection(site.host, 80, timeout=5)
+    answer.request("GET", "/api/health/", headers={"Host": site.server_name})
+    response = answer.getresponse()
+    assert response.status == 301
+    assert response.getheader("Location") == site.url("/api/health/", scheme="https")
+    answer.close()
 
 
 def test_api_answers_through_nginx(site):

@@ -1,8 +1,6 @@
 """Checklist item 2, the ASGI server: the `gunicorn` unit with uvicorn workers, the socket
 /home/nur/asgi.sock, 3 workers, and workers that do not restart per request; the doctor's gunicorn step."""
 
-import socket
-
 import pytest
 from conftest import SERVICE, SOCKET, assert_check_passes, checks_of, request
 
@@ -55,12 +53,11 @@ def test_worker_pids_are_unchanged_across_50_requests(host, site, token):
     for _ in range(45):
         assert request(site, "GET", "/api/cafe/tables/", token=token)[0] == 200
     for _ in range(5):
-        with socket.create_connection((site.server_name, site.port), timeout=5) as raw:
-            with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
-                tls.sendall(
-                    f"GET /ws/cafe/tables/?token={token} HTTP/1.1\r\nHost: {site.server_name}\r\n"
-                    f"Origin: {site.origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
-                )
-                assert tls.recv(4096).startswith(b"HTTP/1.1 101")
+        with site.connect() as tls:
+            tls.sendall(
+                f"GET /ws/cafe/tables/?token={token} HTTP/1.1\r\nHost: {site.server_name}\r\n"
+                f"Origin: {site.origin}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n".encode()
+            )
+            assert tls.recv(4096).startswith(b"HTTP/1.1 101")
     assert worker_pids(host) == before

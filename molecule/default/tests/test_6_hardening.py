@@ -42,7 +42,7 @@ def tls_handshake(site, server_name=None, version=None, ciphers=None):
     if ciphers:  # SECLEVEL=0: the client offers what OpenSSL would refuse by itself, so the server decides
         context.set_ciphers(f"{ciphers}:@SECLEVEL=0")
     context.check_hostname = False
-    with socket.create_connection((site.server_name, site.port), timeout=5) as raw:
+    with socket.create_connection((site.host, site.port), timeout=5) as raw:
         with context.wrap_socket(raw, server_hostname=server_name or site.server_name) as tls:
             return tls.version(), tls.cipher()[0]
 
@@ -75,7 +75,7 @@ def test_openssl_gets_tls_1_2_and_1_3_only_and_only_for_the_sites_name(web, site
     the site's name every handshake is refused (no default site)."""
     name = f"-servername {site.server_name}" if sni else "-noservername"
     hello = web.run(
-        f"openssl s_client -connect 127.0.0.1:{site.port} {name} -{protocol} -cipher DEFAULT@SECLEVEL=0"
+        f"openssl s_client -connect {site.ipv4}:{site.port} {name} -{protocol} -cipher DEFAULT@SECLEVEL=0"
         " -brief </dev/null"
     )
     accepted = "Protocol version:" in hello.stderr + hello.stdout
@@ -95,7 +95,7 @@ def test_nginx_has_no_default_site(site):
     """Another name gets no TLS handshake and no HTTP answer: only the configured site is served."""
     with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME|unrecognized name"):
         tls_handshake(site, server_name="not-our-site.example")
-    with socket.create_connection((site.server_name, 80), timeout=5) as raw:
+    with socket.create_connection((site.host, 80), timeout=5) as raw:
         raw.sendall(b"GET / HTTP/1.1\r\nHost: not-our-site.example\r\nConnection: close\r\n\r\n")
         assert raw.recv(1024) == b"", "nginx answered a request for a name it does not serve"
 
@@ -107,15 +107,14 @@ def test_nginx_hides_its_version(site):
 def https_headers(site, path, extra=()):
     """Status and headers of a GET over TLS; works for a /ws/ upgrade too (read up to the blank line)."""
     lines = [f"GET {path} HTTP/1.1", f"Host: {site.server_name}", *extra, "", ""]
-    with socket.create_connection((site.server_name, site.port), timeout=5) as raw:
-        with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
-            tls.sendall("\r\n".join(lines).encode())
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = tls.recv(4096)
-                if not chunk:
-                    break
-                head += chunk
+    with site.connect() as tls:
+        tls.sendall("\r\n".join(lines).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            head += chunk
     status_line, *fields = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
     headers = {}
     for field in fields:
@@ -184,12 +183,11 @@ def sign_in(site, source, username, password="not-the-password"):
         f"POST /api/auth/token/ HTTP/1.1\r\nHost: {site.server_name}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", site.port), timeout=10, source_address=(source, 0)) as raw:
-        with site.tls_context().wrap_socket(raw, server_hostname=site.server_name) as tls:
-            tls.sendall((head + body).encode())
-            answer = http.client.HTTPResponse(tls)
-            answer.begin()
-            answer.read()
+    with site.connect(timeout=10, source=(source, 0)) as tls:
+        tls.sendall((head + body).encode())
+        answer = http.client.HTTPResponse(tls)
+        answer.begin()
+        answer.read()
     return answer.status, dict(answer.getheaders())
 
 
@@ -209,7 +207,7 @@ async def open_sockets(site, token, source, count):
 
     async def one():
         try:
-            ws = await socket_to(site, f"token={token}", host="127.0.0.1", local_addr=(source, 0))
+            ws = await socket_to(site, f"token={token}", host=site.ipv4, local_addr=(source, 0))
         except InvalidStatus as refused:
             return refused.response.status_code
         assert (await receive(ws, timeout=15))["type"] == "connection_established"
@@ -233,7 +231,7 @@ def test_a_flood_from_one_client_is_limited_and_another_client_is_served(site, t
             flooded += topped_up
             assert len(flooded) == 100 and set(refused) == {429}, (len(flooded), refused[:5])
 
-            async with socket_to(site, f"token={token}", host="127.0.0.1", local_addr=("127.0.0.4", 0)) as other:
+            async with socket_to(site, f"token={token}", host=site.ipv4, local_addr=("127.0.0.4", 0)) as other:
                 assert (await receive(other))["type"] == "connection_established"
                 await other.send('{"action": "ping"}')
                 assert (await receive(other))["type"] == "pong"

@@ -5,7 +5,11 @@ It asserts delivery and correctness, never speed."""
 import subprocess
 import sys
 
-from conftest import ROOT
+import pytest
+from conftest import ROOT, SCENARIO
+
+# The benchmark drives the local container stack (bench/target.py: docker exec nurcrm-local).
+pytestmark = pytest.mark.skipif(SCENARIO != "default", reason="the benchmark targets the local container stack")
 
 
 def test_the_benchmark_smoke_run_delivers_every_event_to_every_client():

@@ -156,7 +156,7 @@ def keep_connecting(site, token, while_running):
     async def attempt(n):
         try:
             async with socket_to(
-                site, f"token={token}", host="127.0.0.1", local_addr=(f"127.0.1.{n % 250 + 1}", 0)
+                site, f"token={token}", host=site.ipv4, local_addr=(f"127.0.1.{n % 250 + 1}", 0)
             ) as ws:
                 return None if (await receive(ws))["type"] == "connection_established" else "no hello"
         except Exception as error:  # every kind of failure counts, and says what it was
