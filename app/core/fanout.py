@@ -7,9 +7,11 @@ bookkeeping per socket, repeated for each socket (bench/: at 3,000 sockets and 5
 second it was most of two cores).
 
 Here a socket that wants its group's broadcasts straight registers an `Outlet` with the layer
-(core.layers.RedisPubSubChannelLayer). The layer decodes a group message once; when it carries
-the frame already encoded (`text`, see apps.cafe.notifications) it writes that frame to each
-registered member's socket at once, from the layer's reader, without waking the consumer:
+(core.layers.RedisPubSubChannelLayer). The layer decodes a group message once; when it is an event
+the consumer only forwards (FORWARDED), it encodes the event's frame once, for every member, and
+writes it to each registered member's socket at once, from the layer's reader, without waking the
+consumer. Whoever sent the event (the app's notifications, an operator's shell, any other code)
+takes this path:
 
 - A write normally completes without suspending (uvicorn writes to the transport and returns).
   It runs eagerly: `Outlet.put` steps the send until it first suspends. Only a socket whose
@@ -20,18 +22,30 @@ registered member's socket at once, from the layer's reader, without waking the 
 - A socket that falls `BACKLOG` frames behind is closed with 1013 (try again later); its
   client reconnects and gets a fresh snapshot. Nothing is dropped silently.
 
-Other messages (a group message without `text`, anything sent to the socket's own channel)
-go through the consumer's queue as before.
+Other messages (any other type, anything sent to the socket's own channel) go through the
+consumer's queue as before.
 """
 
 import asyncio
 import collections
+import json
 import logging
 import types
 
 logger = logging.getLogger(__name__)
 
 BACKLOG = 100  # as RedisChannelLayer's channel capacity
+# The events apps.cafe.consumers only forwards, each as {"type": <type>, "data": <data>}.
+FORWARDED = frozenset({"table_status_changed", "order_created", "order_updated"})
+
+
+def frame(message):
+    """The text frame of an event the consumer only forwards ({"type": "order.created", "data": ...}
+    gives '{"type": "order_created", "data": ...}'); None for any other message."""
+    kind = str(message.get("type", "")).replace(".", "_")
+    if kind not in FORWARDED or "data" not in message:
+        return None
+    return json.dumps({"type": kind, "data": message["data"]})
 
 
 class Outlet:

@@ -44,11 +44,12 @@ class RedisChannelLayer(channels_redis.core.RedisChannelLayer):
 
 
 class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
-    """channels_redis's RedisPubSubChannelLayer, writing pre-encoded broadcasts straight to sockets.
+    """channels_redis's RedisPubSubChannelLayer, writing forwarded events straight to sockets.
 
-    A consumer that calls `outlet(consumer)` gets the frames of its groups' messages that carry
-    `text` written to its socket by the layer's reader (core.fanout); everything else still goes
-    through the consumer's queue. Groups, channels and PUBSUB NUMSUB stay as they were.
+    A consumer that calls `outlet(consumer)` gets the frames of its groups' forwarded events
+    (core.fanout.FORWARDED), encoded once per worker, written to its socket by the layer's reader;
+    everything else still goes through the consumer's queue. Groups, channels and PUBSUB NUMSUB
+    stay as they were.
     """
 
     def outlet(self, consumer):
@@ -126,8 +127,8 @@ class _FanoutShard(channels_redis.pubsub.RedisSingleShardConnection):
         for channel in list(members):
             outlet = outlets.get(channel)
             if outlet is not None:
-                if text is None:
-                    text = layer.channel_layer.deserialize(data).get("text") or False
+                if text is None:  # encoded once for every member of this worker, whoever sent it
+                    text = fanout.frame(layer.channel_layer.deserialize(data)) or False
                 if text:
                     outlet.put(text)
                     continue

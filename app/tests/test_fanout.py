@@ -1,5 +1,5 @@
-"""A broadcast encoded once by the sender and, with the pub/sub layer, written straight to each socket
-by the layer's reader (core.fanout): the same frames, in the same order, as through the handlers.
+"""A broadcast encoded once per worker and, with the pub/sub layer, written straight to each socket by
+the layer's reader (core.fanout): the same frames, in the same order, as through the handlers.
 
 Against a real Redis; the last test runs the real server (gunicorn, uvicorn) with a client that
 stops reading.
@@ -53,11 +53,11 @@ def broadcast(table, seq):
     _broadcast(TABLE_STATUS_CHANGED, table.company_id, table.branch_id, dict(table_payload(table), seq=seq))
 
 
-async def test_every_socket_gets_every_broadcast_once_in_order_as_the_sender_encoded_it(
+async def test_every_socket_gets_every_broadcast_once_in_order_as_the_handler_would_send_it(
     redis_layer, tenant, handlers_called
 ):
     """Three sockets, 30 broadcasts: each socket gets the 30 frames, in order, byte for byte the
-    sender's encoding of {"type": "table_status_changed", "data": payload}. With the pub/sub layer
+    encoding of {"type": "table_status_changed", "data": payload}. With the pub/sub layer
     none goes through a handler; with RedisChannelLayer every one does (its reads are per socket)."""
     company, _, user = tenant
     table = await first_table(company)
@@ -97,15 +97,28 @@ async def test_a_broadcast_during_the_handshake_follows_the_hello(redis_layer, t
     assert (event["type"], event["data"]["seq"]) == ("table_status_changed", 1)
 
 
-async def test_an_event_without_its_frame_goes_through_the_handler(redis_layer, tenant, handlers_called):
-    """group_send by another sender, without `text`: the handler builds the frame, for either layer."""
+async def test_an_event_from_any_sender_takes_the_fast_path(redis_layer, tenant, handlers_called):
+    """group_send by another sender (an operator's shell): with the pub/sub layer the layer encodes the
+    frame once and no handler runs, as for the app's own notifications; with RedisChannelLayer the
+    handler builds the same frame."""
     company, _, user = tenant
     async with socket_to(token=token_for(user)) as ws:
         await connect_ok(ws)
         await get_channel_layer().group_send(company_group(company.id), {"type": "order.created", "data": {"id": "x"}})
         frame = await ws.receive_json_from(timeout=5)
     assert frame == {"type": "order_created", "data": {"id": "x"}}
-    assert handlers_called == ["order_created"]
+    assert handlers_called == ([] if redis_layer[0] == "redis-pubsub" else ["order_created"])
+
+
+def test_only_the_events_the_consumer_forwards_are_encoded_by_the_layer():
+    """Each forwarded type has a handler that forwards it as it is; anything else is the consumer's."""
+    for kind in fanout.FORWARDED:
+        assert getattr(TableStatusConsumer, kind), kind
+    assert fanout.frame({"type": "table.status_changed", "data": {"id": 1}}) == (
+        '{"type": "table_status_changed", "data": {"id": 1}}'
+    )
+    assert fanout.frame({"type": "websocket.receive", "text": "{}"}) is None
+    assert fanout.frame({"type": "order.created"}) is None
 
 
 async def test_a_closed_socket_is_no_longer_written_to(settings, redis_server, tenant):
@@ -210,19 +223,15 @@ async def test_a_client_that_stops_reading_is_closed_while_the_others_keep_up(tm
         # transports' buffers hold a few MiB first): the reader reads each round as it goes.
         while not closed and sent < 5000:
             for seq in range(sent, sent + 100):
-                frame = json.dumps({"type": "table_status_changed", "data": {"seq": seq, "padding": padding}})
-                await sender.group_send(
-                    company_group(DEMO_COMPANY_ID), {"type": TABLE_STATUS_CHANGED, "data": {}, "text": frame}
-                )
+                event = {"type": TABLE_STATUS_CHANGED, "data": {"seq": seq, "padding": padding}}
+                await sender.group_send(company_group(DEMO_COMPANY_ID), event)
             sent += 100
             got += [json.loads(await asyncio.wait_for(reader.recv(), 10))["data"]["seq"] for _ in range(100)]
             closed = CLOSED_BEHIND in stack.logs_text()
         assert closed, f"{sent} frames later the stalled socket is still open"
         assert got == list(range(sent))
-        await sender.group_send(
-            company_group(DEMO_COMPANY_ID), {"type": TABLE_STATUS_CHANGED, "data": {}, "text": '{"after": 1}'}
-        )
-        assert json.loads(await asyncio.wait_for(reader.recv(), 10)) == {"after": 1}
+        await sender.group_send(company_group(DEMO_COMPANY_ID), {"type": TABLE_STATUS_CHANGED, "data": {"after": 1}})
+        assert json.loads(await asyncio.wait_for(reader.recv(), 10))["data"] == {"after": 1}
     finally:
         await reader.close()
         stalled.transport.abort()

@@ -28,7 +28,7 @@ from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
 from apps.users import ws_guard
-from core import layer_watch
+from core import fanout, layer_watch
 
 logger = logging.getLogger(__name__)
 
@@ -214,8 +214,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         await self.send_event("order_updated", event)
 
     async def send_event(self, kind, event):
-        text = event.get("text")
-        await self.send(text_data=text if text is not None else json.dumps({"type": kind, "data": event["data"]}))
+        await self.send(text_data=fanout.frame(event))
 
     # --- Events from core.layer_watch --------------------------------------------------
     async def layer_reset(self, event):

@@ -5,7 +5,6 @@ group and, for an object with a branch, that branch's group too. Payloads hold o
 JSON/msgpack-safe values (UUIDs, Decimals and datetimes as strings).
 """
 
-import json
 import logging
 
 from asgiref.sync import async_to_sync
@@ -59,10 +58,8 @@ def order_payload(order):
 def _broadcast(event_type, company_id, branch_id, payload):
     """Send after commit; a failed send is logged and never fails the caller's request."""
     groups = recipient_groups(company_id, branch_id)
-    # The frame every socket sends ({"type": "table_status_changed", "data": ...}), encoded once
-    # here rather than once per socket (apps.cafe.consumers, core.fanout).
-    frame = json.dumps({"type": event_type.replace(".", "_"), "data": payload})
-    message = {"type": event_type, "data": payload, "text": frame}
+    # Each worker's layer encodes the frame once for all its sockets (core.fanout).
+    message = {"type": event_type, "data": payload}
 
     def send():
         layer = get_channel_layer()
