@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core import fanout
+from core import fanout, redisconn
 
 BACKENDS = {
     "redis": "core.layers.RedisChannelLayer",
@@ -138,9 +138,20 @@ class _FanoutShard(channels_redis.pubsub.RedisSingleShardConnection):
 
 
 def channel_layers(
-    backend, redis_url, prefix="asgi", capacity=100, group_expiry=86400, socket_timeout=15, max_connections=1000
+    backend,
+    redis_url,
+    prefix="asgi",
+    capacity=100,
+    group_expiry=86400,
+    socket_timeout=15,
+    max_connections=1000,
+    sentinels=(),
+    master_name="",
+    sentinel_password="",
 ):
-    """CHANNEL_LAYERS for `backend` ("redis", "redis-pubsub" or "memory").
+    """CHANNEL_LAYERS for `backend` ("redis", "redis-pubsub" or "memory"), on REDIS_URL or on the
+    master the Sentinels name (core.redisconn). One host for every app host: channels_redis shards
+    by position in the hosts list, so every app host must be given the same one.
 
     redis-py 8 reads with a 5 s socket timeout by default: with it, every consumer whose
     socket stays idle dies of "Timeout reading from Redis" when BZPOPMIN's 5 s run out.
@@ -154,14 +165,17 @@ def channel_layers(
         return {"default": {"BACKEND": BACKENDS[backend], "CONFIG": {}}}
     if socket_timeout <= BLOCKING_READ:
         raise ValueError(f"the Redis read timeout ({socket_timeout} s) must exceed the {BLOCKING_READ} s blocking read")
-    host = {
-        "address": redis_url,
-        "socket_timeout": socket_timeout,
-        "socket_connect_timeout": 5,
-        "retry": Retry(ExponentialBackoff(cap=1, base=0.05), 3),
-        "retry_on_error": [RedisConnectionError],
-        "max_connections": max_connections,
-    }
+    host = redisconn.host(
+        redis_url,
+        sentinels,
+        master_name,
+        sentinel_password,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=5,
+        retry=Retry(ExponentialBackoff(cap=1, base=0.05), 3),
+        retry_on_error=[RedisConnectionError],
+        max_connections=max_connections,
+    )
     config = {"hosts": [host], "prefix": prefix}
     if backend == "redis":
         config.update(capacity=capacity, group_expiry=group_expiry)

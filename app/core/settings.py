@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 
+from core import redisconn
 from core.env import Env, SettingsError
 from core.layers import BACKENDS, channel_layers
 
@@ -111,6 +112,16 @@ CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis-pubsub")
 if CHANNEL_LAYER not in BACKENDS:
     raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(BACKENDS)}")
 REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")
+# Redis under Sentinel (core/redisconn.py): the Sentinels (host:port, comma-separated) and the master's
+# name they watch; REDIS_URL then gives the user, password and database alone.
+try:
+    REDIS_SENTINELS = redisconn.sentinel_addresses(env.str("REDIS_SENTINELS", ""))
+except ValueError as exc:
+    raise SettingsError(f"REDIS_SENTINELS: {exc}") from None
+REDIS_MASTER_NAME = env.str("REDIS_MASTER_NAME", "")
+REDIS_SENTINEL_PASSWORD = env.str("REDIS_SENTINEL_PASSWORD", "")
+if REDIS_SENTINELS and not REDIS_MASTER_NAME:
+    raise SettingsError("REDIS_SENTINELS is set: REDIS_MASTER_NAME must name the master the Sentinels watch")
 CHANNEL_LAYER_PREFIX = env.str("CHANNEL_LAYER_PREFIX", "asgi")
 CHANNEL_LAYER_GROUP_EXPIRY = env.int("CHANNEL_LAYER_GROUP_EXPIRY", 86400)
 try:
@@ -122,6 +133,9 @@ try:
         group_expiry=CHANNEL_LAYER_GROUP_EXPIRY,
         socket_timeout=env.int("REDIS_SOCKET_TIMEOUT", 15),
         max_connections=env.int("REDIS_MAX_CONNECTIONS", 1000),
+        sentinels=REDIS_SENTINELS,
+        master_name=REDIS_MASTER_NAME,
+        sentinel_password=REDIS_SENTINEL_PASSWORD,
     )
 except ValueError as exc:
     raise SettingsError(f"REDIS_SOCKET_TIMEOUT: {exc}") from None

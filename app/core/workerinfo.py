@@ -13,6 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 
+from core import redisconn
+
 
 def redis_target(url):
     """Host, port, database and password presence of a Redis URL, without the password."""
@@ -35,6 +37,9 @@ def effective_settings(worker_class=""):
         "channel_layer": layer["BACKEND"],
         "channel_layer_prefix": layer.get("CONFIG", {}).get("prefix", ""),
         "redis": redis_target(settings.REDIS_URL),
+        "redis_sentinel": redisconn.describe(layer["CONFIG"]["hosts"][0])
+        if "hosts" in layer.get("CONFIG", {})
+        else None,
     }
 
 

@@ -22,9 +22,12 @@ class GroupState:
 
 
 def _redis():
-    import redis
+    from core import redisconn
 
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=5)
+    config = redisconn.host(
+        settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_MASTER_NAME, settings.REDIS_SENTINEL_PASSWORD
+    )
+    return redisconn.client(config, socket_timeout=5)
 
 
 def group_state(group):

@@ -23,6 +23,8 @@ from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from core import redisconn
+
 logger = logging.getLogger(__name__)
 
 # KEYS[1]: the user name's counter. ARGV[1]: the window. Returns the count and the window's rest.
@@ -51,11 +53,16 @@ class Attempt:
 
 
 @lru_cache(maxsize=4)
-def _client(url):
+def _client(url, sentinels, master_name):
     # Short timeouts and one quick retry: a login waits for Redis a second or two at most.
-    return redis.Redis.from_url(
-        url, socket_timeout=2, socket_connect_timeout=2, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
+    config = redisconn.host(url, sentinels, master_name, settings.REDIS_SENTINEL_PASSWORD)
+    return redisconn.client(
+        config, socket_timeout=2, socket_connect_timeout=2, retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1)
     )
+
+
+def _redis():
+    return _client(settings.REDIS_URL, tuple(settings.REDIS_SENTINELS), settings.REDIS_MASTER_NAME)
 
 
 def _key(username):
@@ -66,7 +73,7 @@ def _key(username):
 def take(username):
     """One attempt at `username`'s password: allowed, or refused with the seconds until the next."""
     key = _key(username)
-    client = _client(settings.REDIS_URL)
+    client = _redis()
     try:
         count, ttl = client.register_script(TAKE)(keys=[key], args=[settings.LOGIN_FAILURE_WINDOW])
     except redis.RedisError as exc:
@@ -91,6 +98,6 @@ def _quietly(attempt, command):
     if attempt.key is None:
         return
     try:
-        command(_client(settings.REDIS_URL))
+        command(_redis())
     except redis.RedisError as exc:
         logger.error("login attempts: Redis failed (%r)", exc)

@@ -36,6 +36,7 @@ from django.contrib.auth import get_user_model
 from redis import asyncio as aioredis
 
 from apps.users.ws_auth import CLOSE_UNAUTHORIZED
+from core import redisconn
 
 logger = logging.getLogger(__name__)
 
@@ -256,8 +257,7 @@ class RedisCount:
     def __init__(self, host, prefix):
         # The layer's own connection settings (address, timeouts, retries), as core.layer_watch, but
         # a few connections, waited for: a burst of handshakes would open one each, and keep them all.
-        host = dict(host, max_connections=POOL_SIZE)
-        pool = aioredis.BlockingConnectionPool.from_url(host.pop("address"), timeout=5, **host)
+        pool = redisconn.async_pool(host, blocking=True, max_connections=POOL_SIZE)
         self.redis = aioredis.Redis(connection_pool=pool)
         self.prefix = f"{prefix}:nurcrm:sockets:"
         self.admit_script = self.redis.register_script(ADMIT)
