@@ -79,6 +79,11 @@ class HostFacts:
         return self.probe.get("redis_server") or {}
 
     @property
+    def sentinel(self):
+        """The Redis host's own Sentinel, when it has the bundle's sentinel.conf."""
+        return self.probe.get("sentinel") or {}
+
+    @property
     def nginx(self):
         return self.probe.get("nginx") or {}
 

@@ -3,7 +3,9 @@
 This file runs ON the host (Debian's python3, standard library only, as root), sent by
 doctor/hosts.py. It changes nothing: it reads files and /proc, asks systemctl, nginx -T,
 journalctl and redis-cli, and mints a token (which writes nothing). It never returns a
-secret: Redis URLs are reduced to host, port, database and whether a password is set.
+secret: Redis URLs are reduced to host, port, database and whether a password is set, and every
+password redis-cli needs (the app's, the Sentinels', the operations user's) travels in its
+environment, never on a command line.
 
     python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send" | "logs" | "redis", ...}
 
@@ -24,14 +26,28 @@ import subprocess
 import sys
 import time
 from datetime import datetime, timedelta
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 TOKEN_RE = re.compile(r"((?:token|access|refresh)=)[^&\s\"']+|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_.-]+", re.I)
-LAYER_KEYS = ("ALLOWED_HOSTS", "CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX", "DEBUG")
+LAYER_KEYS = (
+    "ALLOWED_HOSTS",
+    "CHANNEL_LAYER",
+    "CHANNEL_LAYER_PREFIX",
+    "DEBUG",
+    "REDIS_SENTINELS",
+    "REDIS_MASTER_NAME",
+)
+REDIS_CONF = "/etc/redis/redis.conf"
+SENTINEL_CONF = "/etc/redis/sentinel.conf"  # the bundle's when it has `sentinel monitor`
+OPS_SECRET = "/etc/redis/nurcrm-ops.secret"  # roles/redis keeps the operations user's password here for the probe
+SENTINEL_TIMEOUT = 2  # seconds: a Sentinel that does not answer in that time is down for the app too
 
 
 def redact(text):
     return TOKEN_RE.sub(lambda m: (m.group(1) or "") + "[redacted]", text)
+
+
+MISSING = []  # the programs this run needed and did not find (redis-cli on an app host without redis-tools)
 
 
 def run(argv, timeout=10, env=None, input_text=None):
@@ -39,9 +55,19 @@ def run(argv, timeout=10, env=None, input_text=None):
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input_text)
         return {"rc": done.returncode, "out": done.stdout, "err": done.stderr}
     except FileNotFoundError as exc:
+        MISSING.append(argv[0])
         return {"rc": 127, "out": "", "err": str(exc)}
     except subprocess.TimeoutExpired:
         return {"rc": 124, "out": "", "err": f"timed out after {timeout}s"}
+
+
+def said(done):
+    """A command's output and errors on one line, short enough to show."""
+    return " ".join((done["out"] + done["err"]).split())[-300:]
+
+
+def is_active(unit):
+    return run(["systemctl", "is-active", unit])["out"].strip()
 
 
 UNREADABLE = []  # what this run could not read for want of permission (the probe not run as root)
@@ -146,7 +172,7 @@ def nginx_facts(args):
         "test_rc": test["rc"],
         "test_err": redact(test["err"])[-2000:],
         "dump": dump,
-        "active": run(["systemctl", "is-active", "nginx"])["out"].strip(),
+        "active": is_active("nginx"),
         "user": user.group(1) if user else "www-data",
         # Certificates are public; the doctor trusts a self-signed one only where the inventory says so.
         "certificates": {path.strip(): read(path.strip()) for path in certificates},
@@ -294,22 +320,78 @@ def redis_cli(url, *command, anonymous=False, timeout=5):
     return run([*argv, "-n", db, "--no-auth-warning", *command], timeout=timeout, env=env)
 
 
+def host_port(host, port):
+    """host:port, an IPv6 host in brackets (as in a URL)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def url_of(host, port, password="", user=""):
+    """A redis:// URL for redis_cli, which passes its password in the environment."""
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host_port(host, port)}"
+
+
+def pointed_at(url, master):
+    """REDIS_URL pointed at the master's host:port ("10.0.0.1:6379"): its user, password and database kept."""
+    parts = urlsplit(url)
+    userinfo = parts.netloc.rpartition("@")[0]
+    host, _, port = master.rpartition(":")
+    where = host_port(host, port)
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{where}" if userinfo else where))
+
+
+def sentinel_cli(sentinel, password, *command):
+    """SENTINEL <command> on one Sentinel ("host:port"), with its password."""
+    host, _, port = sentinel.rpartition(":")
+    return redis_cli(url_of(host.strip("[]"), port, password), "SENTINEL", *command, timeout=SENTINEL_TIMEOUT)
+
+
+def master_by_name(sentinel, password, name):
+    """One Sentinel's answer to get-master-addr-by-name: the master's "host:port", or None and why."""
+    done = sentinel_cli(sentinel, password, "get-master-addr-by-name", name)
+    words = done["out"].split()
+    if done["rc"] == 0 and len(words) == 2 and words[1].isdigit():
+        return {"address": sentinel, "master": ":".join(words), "answer": ":".join(words)}
+    # redis-cli prints a nil reply (no master of that name) as an empty line
+    return {"address": sentinel, "master": None, "answer": said(done) or "(nil)"}
+
+
+def sentinels_view(env):
+    """Under Sentinel (REDIS_SENTINELS), each Sentinel's answer for REDIS_MASTER_NAME and the master: the
+    first one named, as app/core/redisconn.py's clients take it. None without Sentinels."""
+    if not env.get("REDIS_SENTINELS"):
+        return None
+    name, password = env.get("REDIS_MASTER_NAME", ""), env.get("REDIS_SENTINEL_PASSWORD", "")
+    sentinels = [s.strip() for s in env["REDIS_SENTINELS"].split(",") if s.strip()]
+    answers = [master_by_name(sentinel, password, name) for sentinel in sentinels]
+    master = next((answer["master"] for answer in answers if answer["master"]), None)
+    return {"master_name": name, "sentinels": answers, "master": master}
+
+
+def app_redis_url(env):
+    """The URL every redis-cli of the probe uses for the app's Redis, and what the Sentinels said (or None):
+    REDIS_URL, whose host under Sentinel is the master's name, pointed at the master they name (the URL is
+    None when none names one)."""
+    url, view = env.get("REDIS_URL"), sentinels_view(env)
+    if url and view is not None:
+        url = pointed_at(url, view["master"]) if view["master"] else None
+    return url, view
+
+
 def redis_facts(env):
-    """PING with the app's own REDIS_URL, and without its credentials (they must then be required)."""
-    url = env.get("REDIS_URL")
-    if not url:
+    """PING with the app's own REDIS_URL, and without its credentials (they must then be required); under
+    Sentinel, on the master the Sentinels name, and what each of them answered."""
+    if not env.get("REDIS_URL"):
         return {"configured": False}
+    url, view = app_redis_url(env)
+    found = {"configured": True, **(view or {})}
+    if url is None:
+        return {**found, "target": redis_target(env["REDIS_URL"]), "ping": "no Sentinel names the master"}
     target = redis_target(url)
-    ping = redis_cli(url, "PING")
     anonymous = None
     if target.get("password"):
         anonymous = redis_cli(url, "PING", anonymous=True)["out"].strip()
-    return {
-        "configured": True,
-        "target": target,
-        "ping": " ".join((ping["out"] + ping["err"]).split())[-300:],
-        "anonymous_ping": anonymous,
-    }
+    return {**found, "target": target, "ping": said(redis_cli(url, "PING")), "anonymous_ping": anonymous}
 
 
 def app_env(service):
@@ -330,29 +412,127 @@ def addresses():
     return sorted({match.split("/")[0] for match in re.findall(r"\binet6?\s+(\S+)", shown)})
 
 
-def redis_server_facts():
+CONFIG_WORD = re.compile(r'"((?:\\.|[^"\\])*)"|\'((?:\\\'|[^\'])*)\'|(\S+)')
+NAMED_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"a": b"\a", b"b": b"\b"}
+
+
+def unescape(text):
+    """A double-quoted value's escapes, as Redis writes them (\\n, \\xHH, \\", ...)."""
+
+    def one(match):
+        code = match.group(1)
+        return bytes([int(code[1:], 16)]) if len(code) == 3 else NAMED_ESCAPES.get(code, code)
+
+    return re.sub(rb"\\(x[0-9a-fA-F]{2}|.)", one, text.encode()).decode(errors="replace")
+
+
+def directives(text):
+    """A redis.conf or sentinel.conf, each directive as its words. Redis and Sentinel quote values when they
+    rewrite the file (`requirepass "..."`): the words are unquoted as Redis reads them."""
+    found = []
+    for line in (text or "").splitlines():
+        words = []
+        for double, single, bare in (match.groups() for match in CONFIG_WORD.finditer(line)):
+            if double is not None:
+                words.append(unescape(double))
+            elif single is not None:
+                words.append(single.replace("\\'", "'"))
+            else:
+                words.append(bare)
+        if words and not words[0].startswith("#"):
+            found.append(words)
+    return found
+
+
+def directive(found, *keys):
+    """The words after the last directive that starts with `keys` (the one Redis keeps), or []."""
+    matching = [words[len(keys) :] for words in found if [w.lower() for w in words[: len(keys)]] == list(keys)]
+    return matching[-1] if matching else []
+
+
+def listens(found, port):
+    """The address a configuration makes Redis or Sentinel listen on first, and its port."""
+    binds = [b.lstrip("-") for b in directive(found, "bind")] or ["127.0.0.1"]
+    return binds, int((directive(found, "port") or [port])[0])
+
+
+def redis_server_facts(sentinel):
     """Redis as its own host sees it: the unit, and whether it answers PING on its address (NOAUTH counts:
-    answering is what matters here; the app host's view checks the password)."""
-    conf = read("/etc/redis/redis.conf") or ""
-    binds = re.search(r"^bind\s+(.+)$", conf, re.M)
-    binds = [b.lstrip("-") for b in binds.group(1).split()] if binds else ["127.0.0.1"]
-    port = re.search(r"^port\s+(\d+)", conf, re.M)
-    port = int(port.group(1)) if port else 6379
-    address = binds[0]
-    ping = run(["redis-cli", "-h", address, "-p", str(port), "PING"], timeout=5)
-    return {
-        "service": run(["systemctl", "is-active", "redis-server"])["out"].strip(),
+    answering is what matters here; the app host's view checks the password). Under Sentinel, its
+    replication too."""
+    conf = directives(read(REDIS_CONF))
+    binds, port = listens(conf, 6379)
+    ping = run(["redis-cli", "-h", binds[0], "-p", str(port), "PING"], timeout=5)
+    found = {
+        "service": is_active("redis-server"),
         "binds": binds,
         "port": port,
-        "address": f"{address}:{port}",
-        "ping": " ".join((ping["out"] + ping["err"]).split())[-300:],
+        "address": f"{binds[0]}:{port}",
+        "ping": said(ping),
+    }
+    if sentinel:
+        found["replication"] = replication_facts(binds[0], port, (directive(conf, "masteruser") or [""])[0])
+    return found
+
+
+def replication_facts(host, port, user):
+    """INFO replication of the local Redis as the operations user (redis.conf's masteruser), whose password
+    roles/redis keeps in OPS_SECRET: the role, and the replicas or the master and the link to it."""
+    secret = read(OPS_SECRET)
+    if secret is None:
+        return {"error": f"{OPS_SECRET} cannot be read"}
+    done = redis_cli(url_of(host, port, secret.rstrip("\n"), user), "INFO", "replication")
+    info = dict(line.strip().split(":", 1) for line in done["out"].splitlines() if ":" in line)
+    if "role" not in info:
+        return {"error": said(done)}
+    replicas = [
+        dict(pair.split("=", 1) for pair in v.split(",")) for k, v in info.items() if re.fullmatch(r"slave\d+", k)
+    ]
+    return {
+        "role": info["role"],
+        "connected_slaves": int(info.get("connected_slaves") or 0),
+        "replicas": {f"{r.get('ip')}:{r.get('port')}": r.get("state") for r in replicas},
+        "master_host": info.get("master_host"),
+        "master_port": int(info["master_port"]) if info.get("master_port", "").isdigit() else None,
+        "master_link_status": info.get("master_link_status"),
+    }
+
+
+def records(text):
+    """A SENTINEL replicas answer as redis-cli prints it (field, value, field, value, ... each record from name)."""
+    found, lines = [], text.splitlines()
+    for field, value in zip(lines[::2], lines[1::2], strict=False):
+        if field == "name":
+            found.append({})
+        if found:
+            found[-1][field] = value
+    return found
+
+
+def sentinel_facts(conf):
+    """The local Sentinel, with requirepass from its sentinel.conf: the master it names, whether the Sentinels
+    it sees make the quorum and may authorize a failover (CKQUORUM), and the replicas it knows of."""
+    name, _, _, quorum = (directive(conf, "sentinel", "monitor") + ["", "", "", "0"])[:4]
+    binds, port = listens(conf, 26379)
+    here, password = f"{binds[0]}:{port}", (directive(conf, "requirepass") or [""])[0]
+    asked = master_by_name(here, password, name)
+    replicas = sentinel_cli(here, password, "replicas", name)
+    return {
+        "service": is_active("redis-sentinel"),
+        "address": here,
+        "master_name": name,
+        "quorum": int(quorum) if quorum.isdigit() else 0,
+        "master": asked["master"],
+        "answer": asked["answer"],
+        "ckquorum": said(sentinel_cli(here, password, "ckquorum", name)),
+        "replicas": {r.get("name"): r.get("flags") for r in records(replicas["out"]) if replicas["rc"] == 0},
     }
 
 
 def postgresql_facts():
     ready = run(["pg_isready"], timeout=5)
     return {
-        "service": run(["systemctl", "is-active", "postgresql"])["out"].strip(),
+        "service": is_active("postgresql"),
         "ready_rc": ready["rc"],
         "ready": (ready["out"] + ready["err"]).strip()[-300:],
     }
@@ -381,11 +561,18 @@ def facts(args):
             result["token"] = minted["out"].strip() if minted["rc"] == 0 else None
             result["token_error"] = redact(minted["err"]).strip()[-300:]
     if "redis" in args["roles"]:
-        result["redis_server"] = redis_server_facts()
+        sentinel = directives(read(SENTINEL_CONF))
+        # Standalone, redis-sentinel is not installed: there is no sentinel.conf at all.
+        under_sentinel = bool(directive(sentinel, "sentinel", "monitor"))
+        result["redis_server"] = redis_server_facts(under_sentinel)
+        if under_sentinel:
+            result["sentinel"] = sentinel_facts(sentinel)
     if "db" in args["roles"]:
         result["postgresql"] = postgresql_facts()
     if not result["root"]:  # most of what follows needs root: say what was out of reach
         result["unreadable"] = sorted(set(UNREADABLE)) or ["/proc/<worker>/environ", "the journal"]
+    if MISSING:
+        result["missing"] = sorted(set(MISSING))
     return result
 
 
@@ -401,14 +588,20 @@ def send(args):
         "redis": ["--scan", "--pattern", f"{prefix}:group:cafe_tables_{args['company']}*"],
         "redis-pubsub": ["PUBSUB", "CHANNELS", f"{prefix}__group__cafe_tables_{args['company']}*"],
     }.get(env.get("CHANNEL_LAYER", "redis-pubsub"))
-    if env.get("REDIS_URL") and ask:
-        result["group_keys"] = sorted(redis_cli(env["REDIS_URL"], *ask)["out"].split())[:20]
+    url = app_redis_url(env)[0]
+    if url and ask:
+        result["group_keys"] = sorted(redis_cli(url, *ask)["out"].split())[:20]
     return result
 
 
 def redis(args):
-    """One redis-cli command with the app's own REDIS_URL (the checklist's diagnostics, as an operator types them)."""
-    done = redis_cli(app_env(args["service"]).get("REDIS_URL", ""), *args["command"])
+    """One redis-cli command with the app's own REDIS_URL (the checklist's diagnostics, as an operator types them);
+    under Sentinel, on the master they name."""
+    url, view = app_redis_url(app_env(args["service"]))
+    if url is None and view is not None:
+        answers = {answer["address"]: answer["answer"] for answer in view["sentinels"]}
+        return {"rc": 1, "out": "", "err": f"no Sentinel names master {view['master_name']}: {answers}"}
+    done = redis_cli(url or "", *args["command"])
     return {"rc": done["rc"], "out": done["out"], "err": done["err"]}
 
 

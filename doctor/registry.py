@@ -3,7 +3,9 @@
 A check body judges facts and returns `ok(evidence)` or `fail(evidence, explanation)`; the
 registry stamps the check's name (its function's), step, layer and host into every Result, runs
 the checks in the order they were registered (steps in the checklist's order), skips a check
-whose prerequisite did not pass, and turns each failure's layer into the bundle's own rerun:
+whose prerequisite did not pass, gives no result for a check that does not apply to the layout
+(`when`: Sentinel's checks on a standalone Redis), and turns each failure's layer into the
+bundle's own rerun:
 `ansible-playbook playbooks/<layer>.yml -i <inventory> --limit <host>`.
 """
 
@@ -67,6 +69,7 @@ class Check:
     scope: tuple  # the inventory groups whose every host it runs on, or (SITE,): once, from the client's side
     needs: tuple  # names of earlier checks that must pass first (same host, or from the client's side)
     compares: bool = False  # one result for the whole group: its hosts must agree
+    when: object = None  # a test of the walk's facts: where it is false the check does not apply (no result)
 
     @property
     def name(self):
@@ -76,8 +79,9 @@ class Check:
 REGISTRY = []  # in walk order
 
 
-def check(step, layer, on=SITE, needs=(), compares=False):
-    """Register a check. `on`: a group ("app"), several ("web", "app"), or SITE for the client's side."""
+def check(step, layer, on=SITE, needs=(), compares=False, when=None):
+    """Register a check. `on`: a group ("app"), several ("web", "app"), or SITE for the client's side;
+    `when(facts)`: whether the deployment has what it checks (no result where it has not)."""
     scope = (on,) if isinstance(on, str) else tuple(on)
     known = {c.name: c for c in REGISTRY}
     for need in needs:
@@ -86,7 +90,7 @@ def check(step, layer, on=SITE, needs=(), compares=False):
     assert step in STEP_INDEX and layer in LAYERS, (step, layer)
 
     def register(func):
-        REGISTRY.append(Check(func, step, layer, scope, tuple(needs), compares))
+        REGISTRY.append(Check(func, step, layer, scope, tuple(needs), compares, when))
         REGISTRY.sort(key=lambda c: STEP_INDEX[c.step])  # stable: registration order within a step
         return func
 
@@ -159,7 +163,10 @@ class Result:
 
 
 def hosts_of(check, facts):
-    """The hosts a check runs on: one result each, or one for a comparison or the client's side."""
+    """The hosts a check runs on: one result each, or one for a comparison or the client's side; none where
+    it does not apply."""
+    if check.when and not check.when(facts):
+        return []
     if check.scope == (SITE,):
         return [facts.site.server_name if facts.site else SITE]
     names = facts.names(*check.scope)

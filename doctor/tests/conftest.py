@@ -2,7 +2,8 @@
 
 healthy_host.json is one host's probe answer and the client's view, as the doctor gathered them
 from the converged local stack (the token, certificates and the Redis URL's fingerprint replaced).
-Tests copy it and change what each case needs.
+Tests copy it and change what each case needs; `make_sentinel_cluster` spreads it over
+molecule/cluster's hosts, with Redis under Sentinel.
 """
 
 import copy
@@ -36,6 +37,74 @@ def make_facts(layout=None, inventory="inventory/local"):
     facts.tls, facts.handshake = copy.deepcopy(HEALTHY["tls"]), copy.deepcopy(HEALTHY["handshake"])
     facts.session, facts.session_host = copy.deepcopy(HEALTHY["session"]), layout["app"][0]
     facts.walk_logs = {name: {"gunicorn": [], "nginx": []} for name in facts.names("web", "app")}
+    return facts
+
+
+def upstream(probe, servers):
+    """Rewrite a web host's `upstream django_asgi` to these servers."""
+    dump = probe["nginx"]["dump"]
+    start = dump.index("upstream django_asgi {")
+    end = dump.index("}", start)
+    lines = "".join(f"    server {server};\n" for server in servers)
+    probe["nginx"]["dump"] = dump[:start] + "upstream django_asgi {\n" + lines + dump[end:]
+
+
+# molecule/cluster/inventory: each host's own address; Redis under Sentinel, redis1 the first master.
+CLUSTER = {"web": ["web1"], "app": ["app1", "app2"], "redis": ["redis1", "redis2", "redis3"], "db": ["db1"]}
+ADDRESS = {"web1": "127.0.2.10", "app1": "127.0.2.21", "app2": "127.0.2.22", "db1": "127.0.2.41"}
+ADDRESS |= {"redis1": "127.0.2.31", "redis2": "127.0.2.32", "redis3": "127.0.2.33"}
+MASTER_NAME = "nurcrm"
+SENTINELS = [f"{ADDRESS[name]}:26379" for name in CLUSTER["redis"]]
+CKQUORUM_OK = "OK 3 usable Sentinels. Quorum and failover authorization can be reached"
+
+
+def redis_at(name):
+    return f"{ADDRESS[name]}:6379"
+
+
+def make_sentinel_cluster(master="redis1"):
+    """molecule/cluster's layout, healthy: `master` and its two replicas with a Sentinel on each Redis host;
+    the app hosts bind TCP for the web host and find the master through the Sentinels (REDIS_URL's host is
+    the master's name)."""
+    facts = make_facts(CLUSTER, inventory="molecule/cluster/inventory")
+    binds = [f"{ADDRESS[app]}:8000" for app in CLUSTER["app"]]
+    upstream(facts.hosts["web1"], binds)
+    replicas = [name for name in CLUSTER["redis"] if name != master]
+    for name in CLUSTER["redis"]:
+        server = facts.hosts[name]["redis_server"]
+        server.update(binds=[ADDRESS[name]], address=redis_at(name))
+        if name == master:
+            replication = {"role": "master", "replicas": {redis_at(r): "online" for r in replicas}}
+            replication |= {"connected_slaves": 2, "master_host": None, "master_port": None, "master_link_status": None}
+        else:
+            replication = {"role": "slave", "replicas": {}, "connected_slaves": 0}
+            replication |= {"master_host": ADDRESS[master], "master_port": 6379, "master_link_status": "up"}
+        server["replication"] = replication
+        facts.hosts[name]["sentinel"] = {
+            "service": "active",
+            "address": f"{ADDRESS[name]}:26379",
+            "master_name": MASTER_NAME,
+            "quorum": 2,
+            "master": redis_at(master),
+            "answer": redis_at(master),
+            "ckquorum": CKQUORUM_OK,
+            "replicas": {redis_at(r): "slave" for r in replicas},
+        }
+    for app, bind in zip(CLUSTER["app"], binds, strict=True):
+        probe = facts.hosts[app]
+        probe["gunicorn"]["config"]["binds"] = ["unix:/home/nur/asgi.sock", bind]
+        for view in [probe["gunicorn"]["env"], *probe["gunicorn"]["worker_env"].values()]:
+            view.update(REDIS_SENTINELS=",".join(SENTINELS), REDIS_MASTER_NAME=MASTER_NAME)
+            view["REDIS"]["host"] = MASTER_NAME
+        for report in probe["gunicorn"]["reports"].values():
+            report["redis"]["host"] = MASTER_NAME
+            report["redis_sentinel"] = {"sentinels": list(SENTINELS), "master_name": MASTER_NAME}
+        probe["redis"].update(
+            master_name=MASTER_NAME,
+            sentinels=[{"address": s, "master": redis_at(master), "answer": redis_at(master)} for s in SENTINELS],
+            master=redis_at(master),
+        )
+        probe["redis"]["target"]["host"] = ADDRESS[master]
     return facts
 
 

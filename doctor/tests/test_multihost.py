@@ -2,7 +2,7 @@
 and a failure's rerun is limited to the host that runs the broken layer."""
 
 import pytest
-from conftest import make_facts
+from conftest import make_facts, upstream
 
 from doctor.cli import report, table
 from doctor.registry import evaluate
@@ -10,15 +10,6 @@ from doctor.registry import evaluate
 LAYOUT = {"web": ["web1", "web2"], "app": ["app1", "app2"], "redis": ["redis1", "redis2"], "db": ["db1"]}
 APP_BINDS = {"app1": "10.0.0.11:8000", "app2": "10.0.0.12:8000"}
 REDIS = {"redis1": "10.0.0.21", "redis2": "10.0.0.22"}
-
-
-def upstream(probe, servers):
-    """Rewrite a web host's `upstream django_asgi` to these servers."""
-    dump = probe["nginx"]["dump"]
-    start = dump.index("upstream django_asgi {")
-    end = dump.index("}", start)
-    lines = "".join(f"    server {server};\n" for server in servers)
-    probe["nginx"]["dump"] = dump[:start] + "upstream django_asgi {\n" + lines + dump[end:]
 
 
 def redis_target(probe, host):

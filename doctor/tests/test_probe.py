@@ -112,3 +112,228 @@ def test_without_a_cursor_the_journal_is_read_since_the_walks_start(monkeypatch)
     monkeypatch.setattr(probe, "run", lambda argv, **_: asked.append(argv) or {"rc": 0, "out": "", "err": ""})
     probe.journal_after("gunicorn", {"journal_cursor": None, "time": 1796160860.5})
     assert asked[0][3:5] == ["--since", "@1796160860"]
+
+
+class FakeRedisCli:
+    """`run` for the probe: redis-cli answers per host:port and command (a host:port missing from `answers`
+    refuses connections, as a stopped service does), systemctl per unit. Each redis-cli call is recorded with
+    its arguments and the password it was given in REDISCLI_AUTH."""
+
+    def __init__(self, answers, units=None):
+        self.answers, self.units, self.calls = answers, units or {}, []
+
+    def __call__(self, argv, timeout=10, env=None, input_text=None):
+        if argv[:2] == ["systemctl", "is-active"]:
+            return {"rc": 0, "out": self.units.get(argv[2], "inactive") + "\n", "err": ""}
+        if argv[0] != "redis-cli":
+            return {"rc": 0, "out": "", "err": ""}
+        where = f"{argv[argv.index('-h') + 1]}:{argv[argv.index('-p') + 1]}"
+        command = argv[argv.index("--no-auth-warning") + 1 :] if "--no-auth-warning" in argv else argv[5:]
+        user = argv[argv.index("--user") + 1] if "--user" in argv else None
+        self.calls.append({"where": where, "command": command, "user": user, "auth": (env or {}).get("REDISCLI_AUTH")})
+        if where not in self.answers:
+            return {"rc": 1, "out": "", "err": f"Could not connect to Redis at {where}: Connection refused\n"}
+        answer = self.answers[where]
+        return {
+            "rc": 0,
+            "out": answer(command, user, self.calls[-1]["auth"]) if callable(answer) else answer,
+            "err": "",
+        }
+
+
+MASTER_ADDR = "10.0.0.3\n6379\n"
+APP_ENV = {
+    "REDIS_URL": "redis://nurcrm:app%40pw@nurcrm/2",
+    "REDIS_SENTINELS": "10.0.0.1:26379, 10.0.0.2:26379",
+    "REDIS_MASTER_NAME": "nurcrm",
+    "REDIS_SENTINEL_PASSWORD": "sentinel-pw",
+    "CHANNEL_LAYER": "redis-pubsub",
+}
+
+
+def master(command, user, auth):
+    """The master Redis: PONG for the app's user, NOAUTH for anyone else."""
+    return "PONG\n" if (user, auth) == ("nurcrm", "app@pw") else "NOAUTH Authentication required.\n"
+
+
+def test_under_sentinel_the_apps_redis_is_the_master_the_first_answering_sentinel_names(monkeypatch):
+    fake = FakeRedisCli({"10.0.0.2:26379": MASTER_ADDR, "10.0.0.3:6379": master})
+    monkeypatch.setattr(probe, "run", fake)
+    found = probe.redis_facts(APP_ENV)
+    assert found["master"] == "10.0.0.3:6379" and found["master_name"] == "nurcrm"
+    assert found["sentinels"] == [
+        {
+            "address": "10.0.0.1:26379",
+            "master": None,
+            "answer": "Could not connect to Redis at 10.0.0.1:26379: Connection refused",
+        },
+        {"address": "10.0.0.2:26379", "master": "10.0.0.3:6379", "answer": "10.0.0.3:6379"},
+    ]
+    assert found["target"] == {"host": "10.0.0.3", "port": 6379, "db": 2, "password": True}
+    assert (found["ping"], found["anonymous_ping"]) == ("PONG", "NOAUTH Authentication required.")
+    asked = [(c["where"], c["command"][:2], c["user"], c["auth"]) for c in fake.calls]
+    assert asked == [
+        ("10.0.0.1:26379", ["SENTINEL", "get-master-addr-by-name"], None, "sentinel-pw"),
+        ("10.0.0.2:26379", ["SENTINEL", "get-master-addr-by-name"], None, "sentinel-pw"),
+        ("10.0.0.3:6379", ["PING"], None, None),
+        ("10.0.0.3:6379", ["PING"], "nurcrm", "app@pw"),
+    ]
+
+
+def test_the_redis_mode_and_the_senders_group_keys_go_to_the_master(monkeypatch):
+    fake = FakeRedisCli({"10.0.0.1:26379": MASTER_ADDR, "10.0.0.3:6379": "asgi__group__cafe_tables_7\n"})
+    monkeypatch.setattr(probe, "run", fake)
+    monkeypatch.setattr(probe, "app_env", lambda service: APP_ENV)
+    assert probe.redis({"service": "gunicorn", "command": ["PUBSUB", "CHANNELS", "*"]})["rc"] == 0
+    sent = probe.send({"service": "gunicorn", "company": "7"})
+    assert sent["group_keys"] == ["asgi__group__cafe_tables_7"]
+    assert [c["where"] for c in fake.calls if c["command"][0] != "SENTINEL"] == ["10.0.0.3:6379", "10.0.0.3:6379"]
+    assert all(c["auth"] == "app@pw" for c in fake.calls if c["command"][0] != "SENTINEL")
+
+
+class Done:
+    """What subprocess.run returns."""
+
+    def __init__(self, out):
+        self.returncode, self.stdout, self.stderr = 0, out, ""
+
+
+def test_no_password_reaches_a_command_line(monkeypatch):
+    argvs = []
+    monkeypatch.setattr(probe.subprocess, "run", lambda argv, **_: argvs.append(argv) or Done(MASTER_ADDR))
+    probe.redis_facts(APP_ENV)
+    assert argvs and not [argv for argv in argvs if any("pw" in word for word in argv)], argvs
+
+
+def test_when_no_sentinel_names_the_master_the_facts_and_the_redis_mode_say_so(monkeypatch):
+    fake = FakeRedisCli({"10.0.0.1:26379": "\n"})  # a nil reply: no master of that name
+    monkeypatch.setattr(probe, "run", fake)
+    monkeypatch.setattr(probe, "app_env", lambda service: APP_ENV)
+    found = probe.redis_facts(APP_ENV)
+    assert (found["master"], found["ping"]) == (None, "no Sentinel names the master")
+    assert [s["answer"] for s in found["sentinels"]][0] == "(nil)"
+    done = probe.redis({"service": "gunicorn", "command": ["PING"]})
+    assert done["rc"] == 1 and done["err"].startswith("no Sentinel names master nurcrm: {'10.0.0.1:26379': '(nil)'")
+    assert all(c["command"][0] == "SENTINEL" for c in fake.calls), "nothing is sent to a guessed address"
+
+
+def test_without_sentinels_the_url_is_used_as_it_is(monkeypatch):
+    fake = FakeRedisCli({"127.0.0.1:6379": "PONG\n"})
+    monkeypatch.setattr(probe, "run", fake)
+    found = probe.redis_facts({"REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert found == {
+        "configured": True,
+        "target": {"host": "127.0.0.1", "port": 6379, "db": 0, "password": False},
+        "ping": "PONG",
+        "anonymous_ping": None,
+    }
+
+
+def test_a_configuration_file_is_read_as_redis_reads_it_quotes_and_all():
+    found = probe.directives(
+        '# a comment\nbind 127.0.2.31 -::1\nrequirepass "p\\"w\\x41 b"\nmasteruser \'nurcrm-ops\'\n'
+        "sentinel monitor nurcrm 127.0.2.31 6379 2\nsentinel monitor nurcrm 127.0.2.32 6379 2\n"
+    )
+    assert probe.directive(found, "requirepass") == ['p"wA b']
+    assert probe.directive(found, "masteruser") == ["nurcrm-ops"]
+    assert probe.listens(found, 6379) == (["127.0.2.31", "::1"], 6379)
+    assert probe.directive(found, "sentinel", "monitor") == ["nurcrm", "127.0.2.32", "6379", "2"], "the last one"
+    assert probe.directive(found, "replicaof") == []
+
+
+INFO_MASTER = (
+    "# Replication\nrole:master\nconnected_slaves:1\nslave0:ip=127.0.2.32,port=6379,state=online,offset=9,lag=0\n"
+    "master_failover_state:no-failover\n"
+)
+REPLICAS = (
+    "name\n127.0.2.32:6379\nip\n127.0.2.32\nport\n6379\nflags\nslave\nname\n127.0.2.33:6379\nflags\ns_down,slave\n"
+)
+
+
+@pytest.fixture
+def redis_host(monkeypatch, tmp_path):
+    """A Redis host of the bundle under Sentinel: its files (as Redis rewrites them), as the probe reads them."""
+    (tmp_path / "redis.conf").write_text('bind 127.0.2.31\nport 6379\nmasteruser "nurcrm-ops"\nmasterauth ops\n')
+    (tmp_path / "sentinel.conf").write_text(
+        'port 26379\nbind 127.0.2.31\nrequirepass "sentinel pw"\nsentinel monitor nurcrm 127.0.2.31 6379 2\n'
+    )
+    (tmp_path / "ops.secret").write_text("ops pw\n")
+    for name, path in {
+        "REDIS_CONF": "redis.conf",
+        "SENTINEL_CONF": "sentinel.conf",
+        "OPS_SECRET": "ops.secret",
+    }.items():
+        monkeypatch.setattr(probe, name, str(tmp_path / path))
+    return tmp_path
+
+
+def sentinel(command, user, auth):
+    return {"get-master-addr-by-name": "127.0.2.31\n6379\n", "ckquorum": "OK 3 usable Sentinels.\n"}.get(
+        command[1], REPLICAS
+    )
+
+
+def test_a_redis_host_under_sentinel_reports_its_replication_and_its_sentinel(monkeypatch, redis_host):
+    fake = FakeRedisCli(
+        {"127.0.2.31:6379": INFO_MASTER, "127.0.2.31:26379": sentinel},
+        units={"redis-server": "active", "redis-sentinel": "active"},
+    )
+    monkeypatch.setattr(probe, "run", fake)
+    found = probe.facts({"roles": ["redis"]})
+    assert found["redis_server"]["replication"] == {
+        "role": "master",
+        "connected_slaves": 1,
+        "replicas": {"127.0.2.32:6379": "online"},
+        "master_host": None,
+        "master_port": None,
+        "master_link_status": None,
+    }
+    assert found["sentinel"] == {
+        "service": "active",
+        "address": "127.0.2.31:26379",
+        "master_name": "nurcrm",
+        "quorum": 2,
+        "master": "127.0.2.31:6379",
+        "answer": "127.0.2.31:6379",
+        "ckquorum": "OK 3 usable Sentinels.",
+        "replicas": {"127.0.2.32:6379": "slave", "127.0.2.33:6379": "s_down,slave"},
+    }
+    signed_in = {(c["where"], c["command"][0], c["user"], c["auth"]) for c in fake.calls}
+    assert ("127.0.2.31:6379", "INFO", "nurcrm-ops", "ops pw") in signed_in
+    assert {(w, u, a) for w, command, u, a in signed_in if command == "SENTINEL"} == {
+        ("127.0.2.31:26379", None, "sentinel pw")
+    }
+
+
+def test_a_redis_host_whose_services_are_down_says_so(monkeypatch, redis_host):
+    monkeypatch.setattr(probe, "run", FakeRedisCli({}))
+    found = probe.facts({"roles": ["redis"]})
+    refused = "Could not connect to Redis at 127.0.2.31:26379: Connection refused"
+    assert found["redis_server"]["service"] == "inactive"
+    assert found["redis_server"]["replication"] == {
+        "error": "Could not connect to Redis at 127.0.2.31:6379: Connection refused"
+    }
+    assert found["sentinel"] == {
+        "service": "inactive",
+        "address": "127.0.2.31:26379",
+        "master_name": "nurcrm",
+        "quorum": 2,
+        "master": None,
+        "answer": refused,
+        "ckquorum": refused,
+        "replicas": {},
+    }
+
+
+def test_a_standalone_redis_host_has_no_sentinel_facts(monkeypatch, redis_host):
+    (redis_host / "sentinel.conf").unlink()
+    monkeypatch.setattr(probe, "run", FakeRedisCli({"127.0.2.31:6379": "NOAUTH Authentication required.\n"}))
+    found = probe.facts({"roles": ["redis"]})
+    assert "sentinel" not in found and "replication" not in found["redis_server"]
+    assert found["redis_server"]["ping"] == "NOAUTH Authentication required."
+
+
+def test_a_program_the_probe_needs_and_does_not_find_is_named(monkeypatch):
+    monkeypatch.setattr(probe, "MISSING", [])
+    assert probe.run(["redis-cli-not-installed-here", "PING"])["rc"] == 127
+    assert probe.MISSING == ["redis-cli-not-installed-here"]

@@ -92,6 +92,9 @@ def checks_of(items):
 
 def assert_check_passes(walk, check):
     results = [r for r in walk if r.check == check]
+    registered = next(r for r in REGISTRY if r.name == check)
+    if not results and registered.when:  # e.g. Sentinel's checks on a standalone Redis: no result at all
+        pytest.skip(f"{check} does not apply to this deployment ({registered.when.__name__} is false)")
     assert results, f"{check} did not run"
     failing = [f"{r.host}: {r.status} {r.evidence} -> fix: {r.fix}" for r in results if r.status != "pass"]
     assert not failing, f"{check}: {failing}"

@@ -1,0 +1,245 @@
+"""Fixtures of the cluster scenario (issue 14): the hosts by name and address, the current Redis master as
+the Sentinels see it, which app host holds each socket, and a client of the site through the web host.
+
+The containers share this machine's network, so the tests read the app hosts' connections from here:
+every WebSocket is one TCP connection from the web host's address to an app host's address:8000.
+"""
+
+import asyncio
+import json
+import re
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from doctor.site import receive, request, socket_to
+from doctor.walk import gather
+
+ROOT = Path(__file__).resolve().parents[3]
+DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
+DEMO_USER = "demo"
+APP_PORT = 8000
+MASTER_NAME = "nurcrm"
+SENTINEL_PORT = 26379
+# What a Redis host's root passes to redis-cli: the password in REDISCLI_AUTH, read from the host's own
+# files, never in an argument.
+AS_OPS = "REDISCLI_AUTH=$(cat /etc/redis/nurcrm-ops.secret) redis-cli --user nurcrm-ops --no-auth-warning"
+# (Sentinel's own rewrite quotes the value.)
+AS_SENTINEL = (
+    """REDISCLI_AUTH=$(sed -n 's/^requirepass "\\{0,1\\}\\([^"]*\\)"\\{0,1\\}$/\\1/p' /etc/redis/sentinel.conf)"""
+    " redis-cli --no-auth-warning"
+)
+
+
+@dataclass
+class Node:
+    name: str
+    group: str
+    address: str
+    host: object  # testinfra's
+
+    def run(self, command):
+        return self.host.run(command)
+
+    def check_output(self, command):
+        return self.host.check_output(command)
+
+
+@pytest.fixture(scope="session")
+def inventory(pytestconfig):
+    return pytestconfig.option.ansible_inventory
+
+
+@pytest.fixture(scope="session")
+def nodes(inventory):
+    """Every host of the inventory by name, with its group and address (nurcrm_address)."""
+    listed = json.loads(
+        subprocess.run(["ansible-inventory", "-i", inventory, "--list"], check=True, capture_output=True).stdout
+    )
+    hostvars = listed["_meta"]["hostvars"]
+    found = {}
+    for group in ("web", "app", "redis", "db"):
+        for name in listed[group]["hosts"]:
+            host = testinfra.get_host(f"ansible://{name}", ansible_inventory=inventory)
+            found[name] = Node(name, group, hostvars[name]["nurcrm_address"], host)
+    return found
+
+
+def of(nodes, group):
+    return [node for node in nodes.values() if node.group == group]
+
+
+@pytest.fixture(scope="session")
+def web(nodes):
+    return of(nodes, "web")[0]
+
+
+@pytest.fixture(scope="session")
+def apps(nodes):
+    return of(nodes, "app")
+
+
+@pytest.fixture(scope="session")
+def redises(nodes):
+    return of(nodes, "redis")
+
+
+@pytest.fixture(scope="session")
+def site(inventory):
+    return gather(inventory).site
+
+
+@pytest.fixture
+def token(apps):
+    return apps[0].check_output(f"nurcrm-manage issue_token --user {DEMO_USER}")
+
+
+def wait_for(condition, timeout, what, every=0.2):
+    """condition()'s first truthy value within timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(every)
+
+
+def sentinel_master(redises):
+    """The master's address as the first Sentinel that answers names it (None if none answers)."""
+    for node in redises:
+        asked = node.run(
+            f"{AS_SENTINEL} -h {node.address} -p {SENTINEL_PORT} SENTINEL get-master-addr-by-name {MASTER_NAME}"
+        )
+        lines = asked.stdout.split()
+        if asked.rc == 0 and len(lines) == 2 and not lines[0].startswith(("ERR", "NOAUTH")):
+            return lines[0]
+    return None
+
+
+def master_node(redises):
+    address = sentinel_master(redises)
+    return next(node for node in redises if node.address == address)
+
+
+def replication(node):
+    """INFO replication of the Redis on this host, as a dict ({} when it does not answer)."""
+    out = node.run(f"{AS_OPS} -h {node.address} INFO replication").stdout
+    return dict(line.strip().split(":", 1) for line in out.splitlines() if ":" in line)
+
+
+def numsub(redises, channel):
+    master = master_node(redises)
+    out = master.check_output(f"{AS_OPS} -h {master.address} PUBSUB NUMSUB {channel}").split()
+    return int(out[1])
+
+
+def upstream_connections():
+    """Established connections to each app host's :8000, read from this machine (the shared network):
+    {app address: number}. nginx keeps no idle upstream connections, so these are the open sockets."""
+    out = subprocess.run(
+        ["ss", "-Htn", "state", "established", f"( sport = :{APP_PORT} )"], capture_output=True, text=True
+    ).stdout
+    counts = {}
+    for line in out.splitlines():
+        local = line.split()[2]
+        address = local.rsplit(":", 1)[0]
+        counts[address] = counts.get(address, 0) + 1
+    return counts
+
+
+def workers_holding_sockets(app):
+    """The gunicorn workers on an app host that hold at least one WebSocket (PIDs)."""
+    out = app.check_output(f"ss -Htnp state established '( src {app.address} and sport = :{APP_PORT} )'")
+    return {part.split("pid=")[1].split(",")[0] for part in out.split() if "pid=" in part}
+
+
+async def open_spread(site, token, apps, count, timeout=20):
+    """`count` sockets, opened until every app host holds some; their hellos come back too."""
+    sockets, hellos = [], []
+    deadline = time.monotonic() + timeout
+    while True:
+        while len(sockets) < count:
+            ws = await socket_to(site, f"token={token}")
+            sockets.append(ws)
+            hellos.append(await receive(ws))
+        held = upstream_connections()
+        if all(held.get(app.address, 0) > 0 for app in apps):
+            return sockets, hellos
+        assert time.monotonic() < deadline, f"sockets did not spread over the app hosts: {held}"
+        count += 2
+
+
+async def next_of_type(ws, wanted, timeout=10):
+    """Messages until one of type `wanted`; the others seen on the way come back too."""
+    seen, deadline = [], time.monotonic() + timeout
+    while True:
+        message = await receive(ws, timeout=max(0.1, deadline - time.monotonic()))
+        if message["type"] == wanted:
+            return message, seen
+        seen.append(message)
+
+
+async def tables_via_rest(site, token):
+    _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
+    tables = tables["results"] if isinstance(tables, dict) else tables
+    return {t["id"]: t["status"] for t in tables}
+
+
+async def change_a_table(site, token, table_id):
+    """PATCH the table to another status over REST; the new status."""
+    tables = await tables_via_rest(site, token)
+    status = "reserved" if tables[table_id] != "reserved" else "free"
+    code, _ = await asyncio.to_thread(
+        request, site, "PATCH", f"/api/cafe/tables/{table_id}/", token, {"status": status}
+    )
+    assert code == 200
+    return status
+
+
+def send_from(app):
+    """The checklist's sender (send_test_notification), run on this app host: the table id it announced."""
+    out = app.check_output(f"nurcrm-manage send_test_notification --company {DEMO_COMPANY}")
+    return re.search(r"\(([0-9a-f-]{36}), ", out).group(1)
+
+
+async def every_socket_gets(sockets, table_id, timeout=10):
+    """Each socket's next table_status_changed is about this table."""
+    events = await asyncio.gather(*(next_of_type(ws, "table_status_changed", timeout) for ws in sockets))
+    assert [event["data"]["id"] for event, _ in events] == [table_id] * len(sockets)
+
+
+class Screen:
+    """What one client shows: its last snapshot (the hello) plus the table events after it."""
+
+    def __init__(self, ws, hello):
+        assert hello["type"] == "connection_established", hello
+        self.ws = ws
+        self.tables = {t["id"]: t["status"] for t in hello["tables"]}
+        self.reconnected = False
+
+    @classmethod
+    async def open(cls, site, token):
+        ws = await socket_to(site, f"token={token}")
+        return cls(ws, await receive(ws))
+
+    def apply(self, message):
+        if message["type"] == "table_status_changed":
+            self.tables[message["data"]["id"]] = message["data"]["status"]
+
+    async def until(self, table_id, status, timeout=10):
+        """Messages until the one saying this table has this status; every table event on the way is applied."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = await receive(self.ws, timeout=max(0.1, deadline - time.monotonic()))
+            self.apply(message)
+            if message["type"] == "table_status_changed" and message["data"]["id"] == table_id:
+                if message["data"]["status"] == status:
+                    return
+
+    async def close(self):
+        await self.ws.close()

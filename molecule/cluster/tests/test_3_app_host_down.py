@@ -1,0 +1,84 @@
+"""An app host is lost (its container killed, as a power cut): its sockets reconnect through nginx to the
+other within 5 s, new handshakes succeed throughout, events keep reaching every socket, and when it
+returns new sockets reach it again."""
+
+import asyncio
+import subprocess
+import time
+
+from conftest import Screen, change_a_table, open_spread, receive, socket_to, upstream_connections, wait_for
+from websockets.exceptions import ConnectionClosed
+
+RECONNECT_S = 5
+
+
+async def keep_handshaking(site, token, stop):
+    """A new socket every 100 ms until told to stop: how many got their hello, and the failures."""
+    opened, failures = 0, []
+    while not stop.is_set():
+        try:
+            async with socket_to(site, f"token={token}") as ws:
+                assert (await receive(ws))["type"] == "connection_established"
+                opened += 1
+        except Exception as error:  # noqa: BLE001 (every way a handshake can fail is a failure here)
+            failures.append(f"{type(error).__name__}: {error}")
+        await asyncio.sleep(0.1)
+    return opened, failures
+
+
+def test_an_app_host_lost_and_back(site, token, apps):
+    lost, kept = apps[-1], apps[0]
+
+    async def scenario():
+        sockets, hellos = await open_spread(site, token, apps, 10)
+        screens = [Screen(ws, hello) for ws, hello in zip(sockets, hellos, strict=True)]
+        on_lost = upstream_connections().get(lost.address, 0)
+        stop = asyncio.Event()
+        handshakes = asyncio.create_task(keep_handshaking(site, token, stop))
+        await asyncio.sleep(0.3)
+        killed = time.monotonic()
+        await asyncio.to_thread(subprocess.run, ["docker", "kill", lost.name], check=True, capture_output=True)
+        # Each screen whose socket closes reconnects at once; the time from the kill to its new hello.
+        table_id = sorted(screens[0].tables)[0]
+        status = await change_a_table(site, token, table_id)
+        back_after = []
+        for index, screen in enumerate(screens):
+            try:
+                await screen.until(table_id, status)
+            except ConnectionClosed:
+                screens[index] = await Screen.open(site, token)
+                screens[index].reconnected = True
+                back_after.append(time.monotonic() - killed)
+        stop.set()
+        opened, failures = await handshakes
+        # Events keep reaching every screen, all on the host that is left.
+        table_id = sorted(screens[0].tables)[-1]
+        status = await change_a_table(site, token, table_id)
+        await asyncio.gather(*(screen.until(table_id, status) for screen in screens))
+        held = upstream_connections()
+        await asyncio.gather(*(screen.close() for screen in screens))
+        return on_lost, back_after, opened, failures, held
+
+    on_lost, back_after, opened, failures, held = asyncio.run(scenario())
+    print(f"{on_lost} sockets on {lost.name}: back after {[round(s, 2) for s in back_after]} s; {opened} handshakes")
+    assert len(back_after) == on_lost > 0
+    assert max(back_after) < RECONNECT_S
+    assert not failures and opened > 0, failures
+    assert held.get(lost.address, 0) == 0 and held.get(kept.address, 0) >= len(back_after), held
+
+    subprocess.run(["docker", "start", lost.name], check=True, capture_output=True)
+    wait_for(
+        lambda: lost.run("systemctl is-active gunicorn").stdout.strip() == "active", 60, f"gunicorn on {lost.name}"
+    )
+
+    async def reaches_it_again():
+        deadline = time.monotonic() + 20  # nginx leaves a failed server alone for fail_timeout (5 s)
+        while upstream_connections().get(lost.address, 0) == 0:
+            assert time.monotonic() < deadline, f"no new socket reached {lost.name}"
+            async with socket_to(site, f"token={token}") as ws:
+                assert (await receive(ws))["type"] == "connection_established"
+                if upstream_connections().get(lost.address, 0):
+                    return
+            await asyncio.sleep(0.2)
+
+    asyncio.run(reaches_it_again())
