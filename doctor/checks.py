@@ -4,13 +4,16 @@ A check reads only facts: one host's view (`h`, for checks on a group's hosts) o
 (`f`, for the client's side and for comparisons across hosts), gathered read-only by
 doctor/probe.py on the hosts and doctor/site.py from the client. It returns ok(evidence) or
 fail(evidence, explanation); the registry adds the rerun of the layer that restores it.
+
+The registry judges a host that did not answer; a check that reads other hosts judges those that
+answered, and blames those that did not where they explain what it sees (`unanswered`).
 """
 
 import re
 from collections import Counter
 
 from doctor.nginxconf import block, upstream_servers
-from doctor.registry import check, fail, ok, skip
+from doctor.registry import check, fail, ok, skip, unanswered
 
 EXPECTED_WORKER_CLASS = "uvicorn_worker.UvicornWorker"
 MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
@@ -31,6 +34,12 @@ WS_HEADERS = {
 MAP = "map $http_upgrade $connection_upgrade { default upgrade; '' close; }"
 
 
+def _unheard(f, *groups):
+    """What evidence judged without the hosts of these groups that did not answer adds ("; app2 does not answer")."""
+    silent = f.silent(*groups)
+    return f"; {', '.join(silent)} {'does' if len(silent) == 1 else 'do'} not answer" if silent else ""
+
+
 # --- 1. Name resolution and TLS, as a client sees them ------------------------------------------------
 @check("tls", "tls")
 def tls_certificate(f):
@@ -38,6 +47,10 @@ def tls_certificate(f):
     if tls.get("error"):
         if "resolve" in tls["error"]:
             return fail(tls["error"], f"make {site.server_name} resolve to the web hosts (DNS A/AAAA)", manual=True)
+        # A web host that does not answer explains a refused connection, and a rejected self-signed certificate
+        # (the doctor trusts the one it reads on the web host).
+        if silent := unanswered(f, f.names("web"), tls["error"]):
+            return silent
         return fail(
             tls["error"],
             "install a certificate chain valid for the name (nginx_ssl_certificate), then systemctl reload nginx",
@@ -137,7 +150,9 @@ def nginx_upstream_reaches_every_app_host(h):
     if body is None:
         return fail("no `upstream django_asgi`", "writes back upstream django_asgi with every app host's bind")
     servers = upstream_servers(body)
-    apps = h.facts.of("app")
+    apps = h.facts.answering("app")
+    if not apps:
+        return skip("needs an app host to answer")
     unreached = {a.name: sorted((a.gunicorn.get("config") or {}).get("binds") or []) for a in apps}
     reached = set()
     for app in apps:
@@ -152,23 +167,28 @@ def nginx_upstream_reaches_every_app_host(h):
             "(asgi_socket, asgi_tcp_binds)",
         )
     stale = [server for server in servers if server not in reached]
-    if stale:
+    unheard = _unheard(h.facts, "app")
+    if stale and not unheard:
         return fail(
             f"upstream django_asgi lists {stale}, which no app host binds",
             "writes upstream django_asgi from nginx_upstream_servers: drop servers no app host binds",
         )
-    return ok(f"upstream {servers} reaches {', '.join(a.name for a in apps)}")
+    # A server no answering app host binds may be the bind of one that did not answer.
+    unknown = f"; not judged: {stale} (no app host that answers binds it)" if stale else ""
+    return ok(f"upstream {servers} reaches {', '.join(a.name for a in apps)}{unheard}{unknown}")
 
 
 @check("nginx", "nginx", on="web", compares=True)
 def web_hosts_agree_on_upstream(f):
-    lists = {h.name: upstream_servers(block(h.nginx_conf, r"upstream\s+django_asgi") or "") for h in f.of("web")}
+    lists = {h.name: upstream_servers(block(h.nginx_conf, r"upstream\s+django_asgi") or "") for h in f.answering("web")}
+    if not lists:
+        return skip("needs a web host to answer")
     if len({tuple(sorted(servers)) for servers in lists.values()}) > 1:
         return fail(
             f"web hosts list different upstream servers: {lists}",
             "writes the same upstream django_asgi on every web host",
         )
-    return ok(f"{len(lists)} web host(s), one upstream list {next(iter(lists.values()), [])}")
+    return ok(f"{len(lists)} web host(s), one upstream list {next(iter(lists.values()))}{_unheard(f, 'web')}")
 
 
 # --- 3. The handshake through the public URL ---------------------------------------------------------
@@ -217,8 +237,12 @@ def handshake_upgrades(f):
     hs = f.handshake
     if hs.get("status") == 101:
         return ok(f"{f.site.url()} answered 101 Switching Protocols")
+    seen = hs.get("status_line") if hs.get("status") else f"no answer: {hs.get('error')}"
+    # A web or app host that does not answer explains any answer but 101 (nginx waits on an app host that is off).
+    if silent := unanswered(f, f.names("web", "app"), seen):
+        return silent
     if hs.get("status") is None:
-        return fail(f"no answer: {hs.get('error')}", "starts nginx and checks that it serves HTTPS")
+        return fail(seen, "starts nginx and checks that it serves HTTPS")
     layer, hosts, cause, explanation = _blame_handshake(f, hs["status"])
     return fail(f"{hs.get('status_line')}: {cause}", explanation, layer=layer, hosts=hosts)
 
@@ -473,7 +497,7 @@ def redis_replication(h):
                 + replicaof,
                 manual=True,
             )
-        others = [r for r in h.facts.of("redis") if r.name != h.name]
+        others = [r for r in h.facts.answering("redis") if r.name != h.name]
         replicas = info.get("replicas") or {}
         missing = [r.name for r in others if replicas.get(r.redis_server.get("address")) != "online"]
         if missing:
@@ -484,7 +508,8 @@ def redis_replication(h):
                 f"replicates with (masterauth); it then syncs with {me}",
                 hosts=missing,
             )
-        return ok(f"master, {len(others)} replica(s) online: {', '.join(sorted(replicas))}")
+        online = sorted(address for address, state in replicas.items() if state == "online")
+        return ok(f"master, {len(online)} replica(s) online: {', '.join(online)}{_unheard(h.facts, 'redis')}")
     follows = f"{info.get('master_host')}:{info.get('master_port')}"
     if follows != master:
         return fail(
@@ -493,8 +518,11 @@ def redis_replication(h):
             manual=True,
         )
     if info.get("master_link_status") != "up":
+        evidence = f"replica of {_named(h.facts, master)}, link {info.get('master_link_status')}"
+        if not _serving(h.facts, master) and (silent := unanswered(h.facts, h.facts.names("redis"), evidence)):
+            return silent  # the master the Sentinels still name is a host that does not answer
         return fail(
-            f"replica of {_named(h.facts, master)}, link {info.get('master_link_status')}",
+            evidence,
             "writes back masteruser and masterauth (the operations user's, vault_redis_ops_password) and starts "
             "redis-server; the master must answer (redis_server_active)",
         )
@@ -550,6 +578,8 @@ def _no_master(h):
             layer="django",
         )
     ours = [r.name for r in h.facts.of("redis") if r.sentinel.get("address") in answers]
+    if not ours and (silent := unanswered(h.facts, h.facts.names("redis"), evidence)):
+        return silent
     if not ours:
         return fail(
             f"{evidence}; no Redis host of the inventory runs them",
@@ -581,6 +611,8 @@ def redis_reachable(h):
     if any(word in ping for word in ("NOAUTH", "WRONGPASS", "AUTH")):
         explanation = "writes back the app user's password (vault_redis_password, which REDIS_URL carries too)"
         return fail(evidence, explanation, hosts=servers)
+    if silent := unanswered(h.facts, servers, evidence):
+        return silent
     return fail(evidence, "starts redis-server and writes back its bind address and port", hosts=servers)
 
 
@@ -642,14 +674,16 @@ def app_hosts_agree_on_redis(f):
         where = f"{target(env)}{through(described_sentinels(env))}"
         return f"{where} prefix {env.get('CHANNEL_LAYER_PREFIX')} layer {env.get('CHANNEL_LAYER')}"
 
-    views = {h.name: layer(h) for h in f.of("app")}
+    views = {h.name: layer(h) for h in f.answering("app")}
+    if not views:
+        return skip("needs an app host to answer")
     if len(set(views.values())) > 1:
         return fail(
             f"app hosts use different channel layers: {views}: events sent on one never reach the others' sockets",
             "writes every app host's env file from the same inventory variables (nurcrm_redis_host, app_redis_url, "
             "app_redis_sentinels in one order, app_redis_master_name, app_channel_layer_prefix)",
         )
-    return ok(f"{len(views)} app host(s) on {next(iter(views.values()), '?')}")
+    return ok(f"{len(views)} app host(s) on {next(iter(views.values()))}{_unheard(f, 'app')}")
 
 
 # --- The database, on every db host --------------------------------------------------------------------
@@ -722,6 +756,8 @@ def django_debug_off(h):
 @check("consumer", "consumer", needs=["handshake_upgrades"])
 def consumer_accepts_token(f):
     s, minted = f.session, f.on(f.session_host).probe
+    if f.on(f.session_host).unreachable:  # no app host answered (or it stopped during the walk)
+        return skip(f"needs {f.session_host} to answer")
     if blind := f.on(f.session_host).blind:
         return skip(f"no token minted on {f.session_host}: {blind}")
     if not minted.get("token"):

@@ -5,8 +5,9 @@
     nurcrm-doctor -i inventory/prod --fix          rerun the first broken layer's playbook, walk again
     nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
 
-Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails, 2 the doctor could
-not look (a missing tool, an unreadable inventory, an unreachable host: one line on stderr).
+Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails (a host that does not
+answer while others do fails too), 2 the doctor could not look (a missing tool, an unreadable inventory,
+no host that answers: one line on stderr).
 
 The walk changes nothing on the hosts: it reads configuration, processes and logs, mints a token
 (no database write), and sends one table_status_changed event of an unchanged table to the token
@@ -22,6 +23,7 @@ from dataclasses import asdict
 
 from doctor.fix import rerun
 from doctor.hosts import DoctorError, use_own_tools
+from doctor.registry import first_failure
 from doctor.walk import recent_log_lines, walk
 
 HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
@@ -47,11 +49,13 @@ def parse_args(argv):
 
 
 def report(results, facts, seconds):
-    first = next((r for r in results if r.status == "fail"), None)
+    first = first_failure(results, facts)
     return {
         "inventory": facts.inventory,
         "url": facts.site.url() if facts.site else None,
         "hosts": {group: names for group, names in facts.groups.items() if names},
+        # Hosts that did not answer, and why: the first check of each fails, the rest on it are skipped.
+        "unreachable": facts.silent(*facts.groups),
         # Hosts the probe could not see for want of root: their checks are skipped, the walk is incomplete.
         "blind": {h.name: h.blind for h in facts.of(*facts.groups) if h.blind},
         "healthy": all(r.ok for r in results),

@@ -17,7 +17,7 @@ REQUIRED_GROUPS = ("web", "app", "redis")  # the database may live outside the i
 class Facts:
     inventory: str = ""
     groups: dict = field(default_factory=dict)  # group -> inventory host names, in inventory order
-    hosts: dict = field(default_factory=dict)  # inventory host name -> its probe's answer
+    hosts: dict = field(default_factory=dict)  # inventory host name -> its probe's answer, or {"unreachable": why}
     site: object = None  # doctor.site.Site: the public name clients use
     tls: dict = field(default_factory=dict)
     handshake: dict = field(default_factory=dict)
@@ -35,6 +35,14 @@ class Facts:
 
     def names(self, *groups):
         return [h.name for h in self.of(*groups)]
+
+    def answering(self, *groups):
+        """The views of the hosts of these groups that answered the probe."""
+        return [h for h in self.of(*groups) if not h.unreachable]
+
+    def silent(self, *groups):
+        """The hosts of these groups that did not answer: name -> why."""
+        return {h.name: h.unreachable for h in self.of(*groups) if h.unreachable}
 
 
 @dataclass
@@ -55,6 +63,11 @@ class HostFacts:
             unreadable = ", ".join(self.probe.get("unreadable") or [])
             return f"the probe ran as {self.probe.get('user')}, not root: it could not read {unreadable}"
         return ""
+
+    @property
+    def unreachable(self):
+        """Why this host did not answer (what its transport said), or "": then it has no other facts."""
+        return self.probe.get("unreachable") or ""
 
     @property
     def machine(self):

@@ -30,20 +30,25 @@ def rerun(first, check_mode=False):
 
 
 def summary(output):
-    """The changed tasks (header to status line, diffs included) and the PLAY RECAP of ansible-playbook's output."""
+    """The changed tasks (header to status lines, diffs included) and the PLAY RECAP of ansible-playbook's output.
+    A looped task prints a status line per item: it counts as changed when any item changed."""
     changed, task, recap = [], [], None
+
+    def close(task):
+        if any(line.startswith(("changed:", "fatal:", "failed:")) for line in task):
+            changed.append([line for line in task if line.strip()])
+
     for line in output.splitlines():
         if recap is not None:
             if line.strip():
                 recap.append(line.rstrip())
         elif line.startswith("PLAY RECAP"):
-            recap = [line.rstrip()]
-        elif line.startswith(("TASK [", "RUNNING HANDLER [")):
-            task = [re.sub(r"\s*\*+$", "", line)]
+            close(task)
+            recap, task = [line.rstrip()], []
+        elif line.startswith(("TASK [", "RUNNING HANDLER [", "PLAY [")):
+            close(task)
+            task = [re.sub(r"\s*\*+$", "", line)] if not line.startswith("PLAY [") else []
         elif task:
             task.append(line.rstrip())
-            if line.startswith(("changed:", "fatal:", "failed:")):
-                changed.append([ln for ln in task if ln.strip()])
-            if line.startswith(("changed:", "fatal:", "failed:", "ok:", "skipping:", "included:")):
-                task = []
+    close(task)
     return changed, recap or []

@@ -2,8 +2,9 @@
 
 testinfra reaches a host the way the inventory says (ssh for production, docker for the local
 stack) and reads the inventory with Ansible's own `ansible-inventory`. Anything that keeps the
-doctor from seeing a host (a missing tool, an unreadable inventory, an unreachable host) raises
-DoctorError: one line, and the command exits 2.
+doctor from seeing the deployment (a missing tool, an unreadable inventory, a host that cannot be
+probed) raises DoctorError: one line, and the command exits 2. A host that does not answer raises
+Unreachable, which the walk records and judges when other hosts answer (doctor/walk.py).
 """
 
 import base64
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jinja2
 import yaml
 from testinfra.utils.ansible_runner import get_ansible_config, get_ansible_host, itergroup
 
@@ -28,8 +30,30 @@ def role_default(role, name):
     return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()).get(name)
 
 
+def rendered(variables, key):
+    """A host's variable with its templates rendered from its other variables ("{{ nurcrm_domain }}"), as far as
+    plain Jinja can (Ansible's own filters and lookups it cannot): None where it cannot, or where it is unset."""
+    value = variables.get(key)
+    for _ in range(5):  # a variable's template may name another template
+        if not isinstance(value, str) or "{{" not in value:
+            return value
+        try:
+            value = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(value).render(variables)
+        except jinja2.TemplateError:
+            return None
+    return None
+
+
 class DoctorError(Exception):
     """The doctor cannot see the deployment; the message is one line that says why."""
+
+
+class Unreachable(DoctorError):
+    """A host does not answer (off, its container stopped, ssh refused); `reason`: what its transport said."""
+
+    def __init__(self, host, reason):
+        self.host, self.reason = host, " ".join(reason.split())[-300:]
+        super().__init__(f"host {host} is unreachable: {self.reason}")
 
 
 def tool(name):
@@ -100,19 +124,19 @@ class Hosts:
         return (self.listed.get("_meta", {}).get("hostvars", {}) or {}).get(name, {})
 
     def probe(self, name, **args):
-        """Run the probe on one host: its JSON answer. DoctorError when the host cannot be reached."""
+        """Run the probe on one host: its JSON answer. Unreachable when the host does not answer, DoctorError when
+        it answers but the probe cannot run."""
         payload = base64.b64encode(json.dumps({"roles": self.roles(name), **args}).encode()).decode()
         code = f"import base64; exec(compile(base64.b64decode('{PROBE}'), 'probe.py', 'exec'))"
         try:
             result = self._hosts[name].run(f'python3 -c "{code}" {payload}')
         except Exception as exc:  # testinfra's backends raise their transport's own errors
-            raise DoctorError(f"host {name} is unreachable: {exc}") from None
+            raise Unreachable(name, str(exc)) from None
         try:
             return json.loads(result.stdout)
         except ValueError:
             said = " ".join((result.stderr or result.stdout).strip().splitlines()[-1:]) or f"exit status {result.rc}"
             # ssh's own failures exit 255; docker's name the container or the engine.
-            unreachable = result.rc == 255 or any(word in said for word in UNREACHABLE)
-            raise DoctorError(
-                f"host {name} {'is unreachable' if unreachable else 'could not be probed'}: {said[-300:]}"
-            ) from None
+            if result.rc == 255 or any(word in said for word in UNREACHABLE):
+                raise Unreachable(name, said) from None
+            raise DoctorError(f"host {name} could not be probed: {said[-300:]}") from None

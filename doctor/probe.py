@@ -7,7 +7,7 @@ secret: Redis URLs are reduced to host, port, database and whether a password is
 password redis-cli needs (the app's, the Sentinels', the operations user's) travels in its
 environment, never on a command line.
 
-    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "send" | "logs" | "redis", ...}
+    python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "token" | "send" | "logs" | "redis", ...}
 
 "facts" starts by taking the logs' position (the journal's cursor, the end of nginx's error.log);
 "logs", given that position, returns only the error lines written after it.
@@ -557,9 +557,7 @@ def facts(args):
         result["gunicorn"], env = gunicorn_facts(args, nginx_user)
         result["redis"] = redis_facts(env)
         if args.get("token_user"):
-            minted = manage(args, "issue_token", "--user", args["token_user"], *args.get("token_args", []))
-            result["token"] = minted["out"].strip() if minted["rc"] == 0 else None
-            result["token_error"] = redact(minted["err"]).strip()[-300:]
+            result.update(token(args))
     if "redis" in args["roles"]:
         sentinel = directives(read(SENTINEL_CONF))
         # Standalone, redis-sentinel is not installed: there is no sentinel.conf at all.
@@ -574,6 +572,15 @@ def facts(args):
     if MISSING:
         result["missing"] = sorted(set(MISSING))
     return result
+
+
+def token(args):
+    """A token for args["token_user"], as `nurcrm-manage issue_token` mints it (writing nothing), or why none."""
+    minted = manage(args, "issue_token", "--user", args["token_user"], *args.get("token_args", []))
+    return {
+        "token": minted["out"].strip() if minted["rc"] == 0 else None,
+        "token_error": redact(minted["err"]).strip()[-300:],
+    }
 
 
 def send(args):
@@ -618,7 +625,7 @@ def logs(args):
 
 def main():
     args = json.loads(base64.b64decode(sys.argv[1]))
-    handler = {"facts": facts, "send": send, "logs": logs, "redis": redis}[args["mode"]]
+    handler = {"facts": facts, "token": token, "send": send, "logs": logs, "redis": redis}[args["mode"]]
     print(json.dumps(handler(args)))
 
 

@@ -7,6 +7,10 @@ whose prerequisite did not pass, gives no result for a check that does not apply
 (`when`: Sentinel's checks on a standalone Redis), and turns each failure's layer into the
 bundle's own rerun:
 `ansible-playbook playbooks/<layer>.yml -i <inventory> --limit <host>`.
+
+A host that did not answer is judged here, not by the check bodies: the first check of its groups
+fails saying so (no playbook reaches it), the others on it are skipped, and that failure is the
+first to fix (`first_failure`).
 """
 
 import shlex
@@ -46,6 +50,7 @@ class Layer:
     playbook: str | None  # the playbook that restores it from the inventory; None: no playbook can
 
 
+HOST = "host"  # the layer of a host that did not answer: the machine itself, or the connection to it
 LAYERS = {
     "tls": Layer("web", None),
     "nginx": Layer("web", "playbooks/nginx.yml"),
@@ -58,6 +63,7 @@ LAYERS = {
     "groups": Layer("app", "playbooks/app.yml"),
     "delivery": Layer("app", "playbooks/app.yml"),
     "logs": Layer(None, None),
+    HOST: Layer(None, None),
 }
 
 
@@ -125,6 +131,22 @@ def fail(evidence, explanation, layer=None, by=None, hosts=(), manual=False):
     return Verdict(False, evidence, explanation, layer, by, tuple(hosts), manual)
 
 
+def unanswered(facts, names, seen=""):
+    """The failure of those of these hosts that did not answer (after `seen`, what was seen through them), or
+    None when they all answered: restoring them comes first."""
+    silent = {name: why for name, why in facts.silent(*facts.groups).items() if name in names}
+    if not silent:
+        return None
+    told = "; ".join(f"{name} does not answer: {why}" for name, why in silent.items())
+    them = "its" if len(silent) == 1 else "their"
+    return fail(
+        f"{seen}; {told}" if seen else told,
+        f"start {', '.join(silent)} (or restore {them} connection); then rerun nurcrm-doctor -i {facts.inventory}",
+        layer=HOST,
+        manual=True,
+    )
+
+
 @dataclass
 class Rerun:
     """The bundle's own fix: one layer's playbook, on the hosts it runs on."""
@@ -175,27 +197,45 @@ def hosts_of(check, facts):
 
 def evaluate(facts, checks=None):
     """Every registered check (or those given) on each of its hosts, in walk order."""
-    results, by_key = [], {}
+    results, by_key, told = [], {}, set()
     for registered in checks or REGISTRY:
         for host in hosts_of(registered, facts):
-            by_key[registered.name, host] = _run(registered, host, facts, by_key)
+            by_key[registered.name, host] = _run(registered, host, facts, by_key, told)
             results.append(by_key[registered.name, host])
     return results
 
 
-def _run(registered, host, facts, by_key):
-    stamp = {"step": registered.step, "check": registered.name, "host": host}
+def first_failure(results, facts):
+    """The failure to fix first: a host that did not answer (what is judged through it may fail for that alone,
+    and no playbook reaches it), else the first failure in walk order; None when every check passes."""
+    failures = [r for r in results if r.status == "fail"]
+    silent = facts.silent(*facts.groups)
+    return next((r for r in failures if r.host in silent), next(iter(failures), None))
+
+
+def _judge(registered, host, facts, by_key, told):
+    """The check's verdict on `host`, unless the host did not answer, a prerequisite did not pass, or the host
+    was seen without root."""
+    on_hosts = registered.scope != (SITE,)
+    if on_hosts and not registered.compares and facts.on(host).unreachable:
+        if host in told:
+            return skip(f"needs {host} to answer")
+        told.add(host)  # its first check says so
+        return unanswered(facts, [host])
     for need in registered.needs:
         # A need is on the same host, or on the client's side (one result).
         before = by_key.get((need, host)) or next((r for (n, _), r in by_key.items() if n == need), None)
         if before is not None and not before.ok:
-            why = f"needs {need}, which {'failed' if before.status == 'fail' else 'was skipped'}"
-            return Result(status="skip", layer=registered.layer, evidence=why, **stamp)
-    subject = facts if registered.scope == (SITE,) or registered.compares else facts.on(host)
+            return skip(f"needs {need}, which {'failed' if before.status == 'fail' else 'was skipped'}")
     # A host the probe saw without root: nothing judged on it is evidence (a comparison neither).
-    if registered.scope != (SITE,) and (blind := next(filter(None, (facts.on(n).blind for n in host.split(","))), "")):
-        return Result(status="skip", layer=registered.layer, evidence=blind, **stamp)
-    verdict = registered.func(subject)
+    if on_hosts and (blind := next(filter(None, (facts.on(n).blind for n in host.split(","))), "")):
+        return skip(blind)
+    return registered.func(facts if not on_hosts or registered.compares else facts.on(host))
+
+
+def _run(registered, host, facts, by_key, told):
+    stamp = {"step": registered.step, "check": registered.name, "host": host}
+    verdict = _judge(registered, host, facts, by_key, told)
     if verdict.ok is None:
         return Result(status="skip", layer=registered.layer, evidence=verdict.evidence, **stamp)
     if verdict.ok:
@@ -223,4 +263,6 @@ def _rerun(layer, host, verdict, facts):
         return None
     group = facts.names(spec.group)
     hosts = list(verdict.hosts) or [h for h in host.split(",") if h in group] or group
+    # A playbook cannot reach a host that did not answer: leave it out, unless that leaves none.
+    hosts = [h for h in hosts if not facts.on(h).unreachable] or hosts
     return Rerun(spec.playbook, ",".join(hosts), facts.inventory)

@@ -5,7 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from doctor import checks  # noqa: F401 (importing it registers the checks)
 from doctor.facts import Facts
-from doctor.hosts import Hosts, role_default
+from doctor.hosts import Hosts, Unreachable, rendered, role_default
 from doctor.nginxconf import tls_server
 from doctor.registry import evaluate
 from doctor.site import Site, handshake, session, tls_facts
@@ -15,17 +15,33 @@ LOG_WINDOW = 600  # seconds of logs shown beside the first failing check
 
 
 def _each(names, probe):
+    """probe(name) on every host at once: name -> its answer, or the Unreachable it raised."""
+
+    def answer(name):
+        try:
+            return probe(name)
+        except Unreachable as silent:
+            return silent
+
     with ThreadPoolExecutor(max(1, len(names))) as pool:
-        return dict(zip(names, pool.map(probe, names), strict=True))
+        return dict(zip(names, pool.map(answer, names), strict=True))
+
+
+def _silence(facts, silent):
+    """A host that does not answer: what its transport said replaces its facts (doctor/registry.py judges it)."""
+    facts.hosts[silent.host] = {"unreachable": silent.reason}
 
 
 def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
-    """Facts of every host of every group, and the client's view; nothing on the hosts is changed."""
+    """Facts of every host of every group, and the client's view; nothing on the hosts is changed. A host that
+    does not answer is recorded as such; when none answers, the first one's Unreachable is raised."""
     hosts = Hosts(inventory, sudo=sudo)
     names = hosts.names()
-    # One app host mints the token and runs the sender; the event reaches the socket wherever it is.
+    # One app host mints the token and runs the sender (the first; if it does not answer, the first that does);
+    # the event reaches the socket wherever it is.
     session_host = hosts.groups["app"][0]
     user = user or hosts.variables(session_host).get("doctor_user") or "demo"
+    minting = {"token_user": user, "token_args": ["--ttl", str(token_ttl)] if token_ttl is not None else []}
 
     def probe(name):
         return hosts.probe(
@@ -34,24 +50,67 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
             service=SERVICE,
             since_seconds=LOG_WINDOW,
             sample_seconds=1.0,
-            token_user=user if name == session_host else None,
-            token_args=["--ttl", str(token_ttl)] if token_ttl is not None else [],
+            **(minting if name == session_host else {}),
         )
 
-    facts = Facts(inventory=str(inventory), groups=hosts.groups, hosts=_each(names, probe))
+    answers = _each(names, probe)
+    silent = [answer for answer in answers.values() if isinstance(answer, Unreachable)]
+    if len(silent) == len(answers):
+        raise silent[0]  # no host answers: there is nothing to judge
+    facts = Facts(inventory=str(inventory), groups=hosts.groups, hosts=answers)
+    for answer in silent:
+        _silence(facts, answer)
     facts.session_host = session_host
-    web = facts.of("web")[0]
-    server = tls_server(web.nginx_conf) or {"server_name": web.name, "port": 443, "certificate": None}
+    if facts.on(session_host).unreachable and facts.answering("app"):
+        facts.session_host = facts.answering("app")[0].name
+        try:
+            facts.hosts[facts.session_host] |= hosts.probe(facts.session_host, mode="token", service=SERVICE, **minting)
+        except Unreachable as stopped:
+            _silence(facts, stopped)
+    facts.site = _site(hosts, facts, origin)
+    facts.tls = tls_facts(facts.site)
+    facts.handshake = handshake(facts.site)
+    token = facts.on(facts.session_host).probe.get("token")
+
+    def send(company_id):
+        try:
+            return hosts.probe(facts.session_host, mode="send", company=company_id, service=SERVICE)
+        except Unreachable as stopped:  # it stopped answering during the walk
+            _silence(facts, stopped)
+            return {"rc": None, "out": "", "err": str(stopped)}
+
+    if token and not facts.tls.get("error"):
+        facts.session = session(facts.site, token, send)
+
+    def logs(name):
+        return hosts.probe(name, mode="logs", service=SERVICE, position=facts.hosts[name]["log_position"])
+
+    facts.walk_logs = _each([h.name for h in facts.answering("web", "app")], logs)
+    for name, logged in list(facts.walk_logs.items()):
+        if isinstance(logged, Unreachable):  # it stopped answering during the walk
+            _silence(facts, facts.walk_logs.pop(name))
+    return facts
+
+
+def _site(hosts, facts, origin):
+    """The public name, as the first web host that answers serves it (else as the inventory names it), and how
+    this client reaches and trusts it."""
+    web = next(iter(facts.answering("web")), facts.of("web")[0])
+    web_vars = hosts.variables(web.name)
+    server = tls_server(web.nginx_conf) or {
+        "server_name": rendered(web_vars, "nginx_server_name") or web.name,
+        "port": int(rendered(web_vars, "nginx_https_port") or role_default("nginx", "nginx_https_port")),
+        "certificate": None,
+    }
     # A self-signed certificate is trusted only where the inventory made it on purpose; doctor_cafile is a
     # CA of the operator's (a test ACME server's, a company's own), doctor_connect_address where the
     # public name points from here (a web host behind a load balancer, a name not in DNS yet).
-    web_vars = hosts.variables(web.name)
     pem = None
     source = web_vars.get("nginx_certificate_source", role_default("nginx", "nginx_certificate_source"))
     if source == "self-signed":
         pem = (web.nginx.get("certificates") or {}).get(server["certificate"])
     name = server["server_name"]
-    facts.site = Site.trusting(
+    return Site.trusting(
         name,
         server["port"],
         origin or f"https://{name}",
@@ -59,23 +118,6 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
         cafile=os.path.expanduser(web_vars["doctor_cafile"]) if web_vars.get("doctor_cafile") else None,
         address=web_vars.get("doctor_connect_address"),
     )
-    facts.tls = tls_facts(facts.site)
-    facts.handshake = handshake(facts.site)
-    token = facts.on(session_host).probe.get("token")
-
-    def send(company_id):
-        return hosts.probe(session_host, mode="send", company=company_id, service=SERVICE)
-
-    if token and not facts.tls.get("error"):
-        facts.session = session(facts.site, token, send)
-
-    logged = facts.names("web", "app")
-
-    def logs(name):
-        return hosts.probe(name, mode="logs", service=SERVICE, position=facts.hosts[name]["log_position"])
-
-    facts.walk_logs = _each(logged, logs)
-    return facts
 
 
 def walk(inventory, **options):

@@ -104,6 +104,25 @@ def test_the_reruns_report_is_its_changed_tasks_with_their_diffs_and_the_recap()
     assert recap[0].startswith("PLAY RECAP") and "changed=2" in recap[1]
 
 
+def test_a_looped_task_counts_as_changed_when_any_item_changed():
+    output = """
+TASK [redis : Enable and start redis-server (and redis-sentinel)] **************
+ok: [redis2] => (item=redis-server)
+changed: [redis2] => (item=redis-sentinel)
+
+PLAY RECAP *********************************************************************
+redis2                     : ok=13   changed=1    unreachable=0    failed=0    skipped=4    rescued=0    ignored=0
+"""
+    changed, _ = summary(output)
+    assert changed == [
+        [
+            "TASK [redis : Enable and start redis-server (and redis-sentinel)]",
+            "ok: [redis2] => (item=redis-server)",
+            "changed: [redis2] => (item=redis-sentinel)",
+        ]
+    ]
+
+
 def test_before_and_after_lists_each_check_that_changed():
     before = {"results": [{"check": "a", "host": "h", "status": "fail"}, {"check": "b", "host": "h", "status": "pass"}]}
     after = {"results": [{"check": "a", "host": "h", "status": "pass"}, {"check": "b", "host": "h", "status": "pass"}]}

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import testinfra
 
+from doctor.cli import report
 from doctor.site import receive, request, socket_to
-from doctor.walk import gather
+from doctor.walk import gather, walk
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
@@ -25,6 +26,8 @@ DEMO_USER = "demo"
 APP_PORT = 8000
 MASTER_NAME = "nurcrm"
 SENTINEL_PORT = 26379
+# molecule/cluster/inventory/group_vars/redis/vars.yml: a master is down after 2 s, a failover may take 10.
+DOWN_AFTER_S, FAILOVER_TIMEOUT_S = 2, 10
 # What a Redis host's root passes to redis-cli: the password in REDISCLI_AUTH, read from the host's own
 # files, never in an argument.
 AS_OPS = "REDISCLI_AUTH=$(cat /etc/redis/nurcrm-ops.secret) redis-cli --user nurcrm-ops --no-auth-warning"
@@ -243,3 +246,32 @@ class Screen:
 
     async def close(self):
         await self.ws.close()
+
+
+def walked(inventory):
+    """The doctor's walk of every host, as its --json reports it."""
+    facts, results = walk(inventory)
+    return report(results, facts, 0)
+
+
+def failing(data):
+    return [(r["check"], r["host"], r["evidence"]) for r in data["results"] if r["status"] == "fail"]
+
+
+def wait_healthy(inventory, timeout=60):
+    """Until the doctor's walk passes (services restarted, replicas in sync, Sentinels agreed)."""
+    last = {}
+
+    def healthy():
+        last["data"] = walked(inventory)
+        return last["data"]["healthy"]
+
+    try:
+        wait_for(healthy, timeout, "a healthy walk", every=1)
+    except AssertionError:
+        raise AssertionError(f"still failing: {failing(last['data'])}") from None
+
+
+def wait_workers(app, workers=3):
+    """Until gunicorn's workers on this host have booted and reported (gunicorn.conf.py's post_worker_init)."""
+    wait_for(lambda: app.run("ls /run/gunicorn | wc -l").stdout.strip() == str(workers), 60, f"workers on {app.name}")

@@ -6,6 +6,8 @@ import time
 import urllib.error
 
 from conftest import (
+    DOWN_AFTER_S,
+    FAILOVER_TIMEOUT_S,
     Screen,
     change_a_table,
     master_node,
@@ -18,8 +20,6 @@ from conftest import (
 from websockets.exceptions import ConnectionClosed
 
 SOCKETS = 10
-# molecule/cluster/inventory/group_vars/redis/vars.yml: down after 2 s, a failover may take 10.
-DOWN_AFTER_S, FAILOVER_TIMEOUT_S = 2, 10
 
 
 async def keep_ordering(site, token, table_id, stop):
