@@ -3,7 +3,7 @@
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 export ANSIBLE_LINT_SKIP_SCHEMA_UPDATE := 1
 
-.PHONY: setup demo test lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production doctor
+.PHONY: setup demo test lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production test-cluster doctor
 
 setup:
 	bash scripts/setup.sh
@@ -18,9 +18,9 @@ doctor: setup
 	nurcrm-doctor -i inventory/local
 
 # Every test: lints, the app's, the roles' and the doctor's suites, then molecule: the checklist (default
-# scenario), the doctor's fault scenario and the production path, each on a fresh container (one at a time:
-# they share this machine's network).
-test: lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production
+# scenario), the doctor's fault scenario, the production path and the cluster, each on fresh containers (one
+# scenario at a time: they share this machine's network).
+test: lint test-app test-roles test-doctor test-bench test-molecule test-faults test-production test-cluster
 
 lint: setup
 	ruff check app tools molecule doctor bench tests
@@ -57,6 +57,13 @@ test-faults: setup
 test-production: setup
 	bash scripts/container-host.sh up
 	molecule test -s production
+
+# Scale-out and high availability: one web host, two app hosts, three Redis hosts under Sentinel and one
+# database host, seven containers on their own loopback addresses (molecule/cluster): fan-out across app
+# hosts, the Redis master stopped, an app host lost, Sentinels lost, and the doctor naming each broken host.
+test-cluster: setup
+	bash scripts/container-host.sh up
+	molecule test -s cluster
 
 # The benchmark (bench/README.md): brings up or reuses the container stack (molecule converge), measures
 # fan-out against the floor, the connect burst and idle memory into bench/results/, then writes

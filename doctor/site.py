@@ -189,3 +189,13 @@ def socket_to(site, query="", **options):
 
 async def receive(ws, timeout=5):
     return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def next_of_type(ws, wanted, timeout=10):
+    """Messages until one of type `wanted`; the others seen on the way come back too."""
+    seen, deadline = [], time.monotonic() + timeout
+    while True:
+        message = await receive(ws, timeout=max(0.1, deadline - time.monotonic()))
+        if message["type"] == wanted:
+            return message, seen
+        seen.append(message)

@@ -7,6 +7,7 @@ every WebSocket is one TCP connection from the web host's address to an app host
 
 import asyncio
 import json
+import os
 import re
 import subprocess
 import time
@@ -15,9 +16,10 @@ from pathlib import Path
 
 import pytest
 import testinfra
+from websockets.exceptions import ConnectionClosed
 
 from doctor.cli import report
-from doctor.site import receive, request, socket_to
+from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import gather, walk
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -177,16 +179,6 @@ async def open_spread(site, token, apps, count, timeout=20):
         count += 2
 
 
-async def next_of_type(ws, wanted, timeout=10):
-    """Messages until one of type `wanted`; the others seen on the way come back too."""
-    seen, deadline = [], time.monotonic() + timeout
-    while True:
-        message = await receive(ws, timeout=max(0.1, deadline - time.monotonic()))
-        if message["type"] == wanted:
-            return message, seen
-        seen.append(message)
-
-
 async def tables_via_rest(site, token):
     _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
     tables = tables["results"] if isinstance(tables, dict) else tables
@@ -275,3 +267,34 @@ def wait_healthy(inventory, timeout=60):
 def wait_workers(app, workers=3):
     """Until gunicorn's workers on this host have booted and reported (gunicorn.conf.py's post_worker_init)."""
     wait_for(lambda: app.run("ls /run/gunicorn | wc -l").stdout.strip() == str(workers), 60, f"workers on {app.name}")
+
+
+async def settle(screens, site, token, table_id, since):
+    """Change a table; each screen either shows it on its open socket or, closed, reconnects (its new snapshot
+    shows it). A screen neither closed nor told is deaf: the test fails naming it. The reconnected screens'
+    times from `since` (monotonic) to their new hello come back."""
+    status = await change_a_table(site, token, table_id)
+    deaf, back_after = [], []
+    for index, screen in enumerate(screens):
+        try:
+            await screen.until(table_id, status)
+        except ConnectionClosed:
+            screens[index] = await Screen.open(site, token)
+            screens[index].reconnected = True
+            back_after.append(time.monotonic() - since)
+        except TimeoutError:
+            deaf.append(index)
+    assert not deaf, f"connected but deaf: sockets {deaf}"
+    return back_after
+
+
+def doctor_fix(inventory):
+    """`nurcrm-doctor --fix --json` as an operator runs it from the bundle: its exit status and report."""
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/nurcrm-doctor"), "-i", inventory, "--fix", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
+    )
+    return done.returncode, json.loads(done.stdout)

@@ -9,15 +9,14 @@ from conftest import (
     DOWN_AFTER_S,
     FAILOVER_TIMEOUT_S,
     Screen,
-    change_a_table,
     master_node,
     replication,
     request,
     sentinel_master,
+    settle,
     tables_via_rest,
     wait_for,
 )
-from websockets.exceptions import ConnectionClosed
 
 SOCKETS = 10
 
@@ -34,22 +33,6 @@ async def keep_ordering(site, token, table_id, stop):
             answers.append(error.code)
         await asyncio.sleep(0.3)
     return answers
-
-
-async def settle(screens, site, token, table_id):
-    """Change a table; each screen either shows it on its open socket or, closed, reconnects (its new
-    snapshot shows it). A screen neither closed nor told is deaf: the test fails naming it."""
-    status = await change_a_table(site, token, table_id)
-    deaf = []
-    for index, screen in enumerate(screens):
-        try:
-            await screen.until(table_id, status)
-        except ConnectionClosed:
-            screens[index] = await Screen.open(site, token)
-            screens[index].reconnected = True
-        except TimeoutError:
-            deaf.append(index)
-    assert not deaf, f"connected but deaf: sockets {deaf}"
 
 
 def test_the_master_stopped_is_replaced_and_every_screen_stays_true(site, token, redises):
@@ -76,9 +59,9 @@ def test_the_master_stopped_is_replaced_and_every_screen_stays_true(site, token,
         await asyncio.sleep(1)  # the app's layers notice the switch within about a second
         stop.set()
         answers = await ordering
-        await settle(screens, site, token, table_id)
+        await settle(screens, site, token, table_id, stopped)
         # Events after the failover reach every screen, kept or reconnected, and each equals the database.
-        await settle(screens, site, token, table_id)
+        await settle(screens, site, token, table_id, stopped)
         truth = await tables_via_rest(site, token)
         stale = [i for i, screen in enumerate(screens) if screen.tables != truth]
         reconnected = sum(screen.reconnected for screen in screens)

@@ -6,8 +6,7 @@ import asyncio
 import subprocess
 import time
 
-from conftest import Screen, change_a_table, open_spread, receive, socket_to, upstream_connections, wait_for
-from websockets.exceptions import ConnectionClosed
+from conftest import Screen, change_a_table, open_spread, receive, settle, socket_to, upstream_connections, wait_for
 
 RECONNECT_S = 5
 
@@ -39,16 +38,7 @@ def test_an_app_host_lost_and_back(site, token, apps):
         killed = time.monotonic()
         await asyncio.to_thread(subprocess.run, ["docker", "kill", lost.name], check=True, capture_output=True)
         # Each screen whose socket closes reconnects at once; the time from the kill to its new hello.
-        table_id = sorted(screens[0].tables)[0]
-        status = await change_a_table(site, token, table_id)
-        back_after = []
-        for index, screen in enumerate(screens):
-            try:
-                await screen.until(table_id, status)
-            except ConnectionClosed:
-                screens[index] = await Screen.open(site, token)
-                screens[index].reconnected = True
-                back_after.append(time.monotonic() - killed)
+        back_after = await settle(screens, site, token, sorted(screens[0].tables)[0], killed)
         stop.set()
         opened, failures = await handshakes
         # Events keep reaching every screen, all on the host that is left.

@@ -1,14 +1,12 @@
 """Sentinels lost: with one down a failover still happens; with two down the doctor says the quorum is lost,
 names their hosts, and its fix (the redis layer's rerun on them) brings them back."""
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
 from conftest import (
     DOWN_AFTER_S,
     FAILOVER_TIMEOUT_S,
+    doctor_fix,
     failing,
     master_node,
     replication,
@@ -54,16 +52,9 @@ def test_with_two_sentinels_down_the_doctor_says_quorum_lost_and_its_fix_restore
         limit = ",".join(node.name for node in down)
         assert first["fix"].startswith(f"ansible-playbook playbooks/redis.yml -i {inventory} --limit {limit}  # ")
 
-        done = subprocess.run(
-            [str(ROOT / ".venv/bin/nurcrm-doctor"), "-i", inventory, "--fix", "--json"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
-        )
-        fixed = json.loads(done.stdout)
+        code, fixed = doctor_fix(inventory)
         assert fixed["rerun"]["rc"] == 0 and fixed["rerun"]["changed"], fixed["rerun"]
-        assert done.returncode == 0 and fixed["after"]["healthy"], failing(fixed["after"])
+        assert code == 0 and fixed["after"]["healthy"], failing(fixed["after"])
     finally:
         for node in down:
             node.run("systemctl start redis-sentinel")

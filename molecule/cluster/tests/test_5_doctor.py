@@ -3,28 +3,15 @@ host's server down, an app host pointed at another prefix or another master, a w
 lacks an app host. Each fault is undone by the fix the doctor prints (its rerun) or by hand, then the
 walk passes again. Sentinel quorum lost: test_4_sentinels.py; an app host lost whole: test_3."""
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import failing, master_node, wait_for, wait_healthy, wait_workers, walked
+from conftest import doctor_fix, failing, master_node, wait_for, wait_healthy, wait_workers, walked
 
 ROOT = Path(__file__).resolve().parents[3]
 ENV_FILE = "/etc/nurcrm/app.env"
 SITE_CONF = "/etc/nginx/conf.d/nurcrm.conf"
-
-
-def doctor_fix(inventory):
-    done = subprocess.run(
-        [str(ROOT / ".venv/bin/nurcrm-doctor"), "-i", inventory, "--fix", "--json"],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
-    )
-    return done.returncode, json.loads(done.stdout)
 
 
 def test_a_healthy_cluster_passes_every_check_on_every_host(inventory, nodes):

@@ -504,7 +504,7 @@ def redeployed(app, redis_host, app_env_file, inventory, pytestconfig, secrets):
         record_commands(host)
     try:
         app.run(f"rm -f {app_env_file}")
-        redis_host.run("rm -f /etc/redis/redis.conf")
+        redis_host.run("rm -f /etc/redis/redis.conf /etc/redis/users.acl")
         returncode, output = playbook("-i", inventory, "--tags", "redis,postgresql,app,asgi", "--diff", "-vvv")
         walk(pytestconfig.option.ansible_inventory)
     finally:

@@ -12,7 +12,7 @@ import pytest
 import testinfra
 from websockets.exceptions import ConnectionClosed
 
-from doctor.site import receive, request, socket_to
+from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import gather, walk
 
 SERVICE = "gunicorn"
@@ -70,16 +70,6 @@ async def change_a_table(site, token, table):
     )
     assert code == 200
     return status
-
-
-async def next_of_type(ws, wanted, timeout=10):
-    """Messages until one of type `wanted`; the others seen on the way come back too."""
-    seen, deadline = [], time.monotonic() + timeout
-    while True:
-        message = await receive(ws, timeout=max(0.1, deadline - time.monotonic()))
-        if message["type"] == wanted:
-            return message, seen
-        seen.append(message)
 
 
 def test_after_a_redis_restart_no_client_stays_connected_but_deaf(host, site, token):
