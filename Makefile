@@ -69,9 +69,16 @@ test-cluster: setup
 # fan-out against the floor, the connect burst and idle memory into bench/results/, then writes
 # bench/REPORT.md and bench/report.png. About 20 minutes. Deploy timings destroy the container, so they
 # run only by hand: `python -m bench deploy --results bench/results`.
-.PHONY: bench bench-smoke
+.PHONY: bench bench-smoke bench-cluster
 bench: setup
 	python -m bench all --results bench/results
+
+# The benchmark on molecule/cluster (issue 14): brings up or reuses the cluster (molecule converge -s cluster;
+# one scenario at a time on this machine), measures fan-out through the web host to both app hosts against
+# the floor, and the app hosts' socket deliveries per CPU-second, then rewrites bench/REPORT.md (its Cluster section).
+# About 12 minutes.
+bench-cluster: setup
+	python -m bench all --target cluster --results bench/results
 
 # The benchmark's smoke mode against the running container stack (after `make demo` or `molecule converge`):
 # 50 clients, every event delivered once and well-formed, a burst of 50 without an error; never speed.

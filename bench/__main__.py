@@ -7,9 +7,10 @@ import sys
 from pathlib import Path
 
 from bench import deploy, floor, report, results, scenarios
-from bench.target import CACHE, CONTAINER, ROOT, BenchError, ensure_container, target_from_options
+from bench.target import CACHE, CONTAINER, ROOT, BenchError, ensure_cluster, ensure_container, target_from_options
 
 DEFAULT_RESULTS = CACHE / "results"
+CLUSTER_NS = [100, 1000, 3000]  # what `make bench-cluster` measures
 
 
 def _ints(text):
@@ -29,12 +30,18 @@ def target_options():
     group = parser.add_argument_group("target (a preset, then any option in place of its value)")
     group.add_argument(
         "--target",
-        choices=("container", "local"),
+        choices=("container", "local", "cluster"),
         default="container",
         help="container: the stack of `make demo` through nginx; local: a stack of the benchmark's "
-        "own (redis-server + gunicorn with uvicorn workers on a unix socket), started and stopped here",
+        "own (redis-server + gunicorn with uvicorn workers on a unix socket), started and stopped here; "
+        "cluster: molecule/cluster's hosts through their web host (fan-out only)",
     )
     group.add_argument("--container", default=CONTAINER, help="the container's name (container preset)")
+    group.add_argument(
+        "--inventory",
+        help="the cluster's inventory, with its hosts' connections (default: the one molecule wrote for the "
+        "cluster scenario, ~/.ansible/tmp/molecule.*.cluster/inventory)",
+    )
     group.add_argument("--workers", type=int, default=3, help="gunicorn workers of the local stack")
     group.add_argument(
         "--layer", default="redis-pubsub", help="CHANNEL_LAYER of the local stack: redis-pubsub (as deployed) or redis"
@@ -120,9 +127,11 @@ def parse(argv):
     p.add_argument("--duration", type=float, default=3.0)
 
     p = commands.add_parser(
-        "all", parents=common, help="bring up or reuse the container, then fanout, burst, memory, report"
+        "all",
+        parents=common,
+        help="bring up or reuse the container, then fanout, burst, memory, report (cluster: fan-out, report)",
     )
-    p.add_argument("--no-converge", dest="converge", action="store_false", help="reuse the container as it is")
+    p.add_argument("--no-converge", dest="converge", action="store_false", help="reuse the stack as it is")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--report", type=Path, default=ROOT / "bench" / "REPORT.md")
@@ -242,9 +251,14 @@ def smoke(options):
 
 
 def run_all(options):
+    base = vars(options)
+    if options.target == "cluster":
+        # Fan-out only: burst and memory would read one app host's workers and logs of several.
+        ensure_cluster(options.converge)
+        fanout(argparse.Namespace(**base, n=CLUSTER_NS, rate=5.0, warmup=1.0, grace=10.0))
+        return write_report(argparse.Namespace(results=options.results, label=None, out=options.report))
     if options.target == "container":
         ensure_container(options.converge)
-    base = vars(options)
     fanout(argparse.Namespace(**base, n=[100, 1000, 3000], rate=5.0, warmup=1.0, grace=10.0))
     burst(argparse.Namespace(**dict(base, n=1000)))
     memory(argparse.Namespace(**dict(base, n=3000, steps=3, restart=True)))
@@ -255,7 +269,9 @@ def write_report(options):
     records = results.load(options.results)
     if not records:
         raise BenchError(f"no results in {options.results}")
-    fanouts = [record for record in records if record["kind"] == "fanout"] or records
+    # The headline is a single-host variant; the cluster's runs have a section of their own.
+    single = [record for record in records if not report.is_cluster(record)] or records
+    fanouts = [record for record in single if record["kind"] == "fanout"] or single
     label = options.label or report.variant(fanouts[-1])
     if label not in report.variants(records):
         raise BenchError(f"no results for {label!r}; there are: {', '.join(map(repr, report.variants(records)))}")

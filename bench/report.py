@@ -5,6 +5,10 @@ taken stack to floor within each repetition (the two ran back to back), then the
 Runs carry a label (`--label`, default the commit); a variant is a label plus any setting that makes
 figures incomparable (another target, no compression). The report headlines one variant (the newest
 unless asked) and lines up every variant in one table: that is how a change shows its before and after.
+
+The cluster's runs (`--target cluster`) have a section of their own: fan-out through the web host against
+the floor, how the sockets spread over the app hosts, and the capacity figure: socket deliveries per
+CPU-second of the app hosts' gunicorn, with the capacity of N app hosts extrapolated from it.
 """
 
 from collections import defaultdict
@@ -48,6 +52,16 @@ def variant(record):
     return record["label"] + (f" ({', '.join(notes)})" if notes else "")
 
 
+def is_cluster(record):
+    return record["options"].get("target") == "cluster"
+
+
+def cluster_variant(records):
+    """The newest cluster variant with fan-out runs; None when no cluster was measured."""
+    fanouts = [record for record in records if is_cluster(record) and record["kind"] == "fanout"]
+    return variant(fanouts[-1]) if fanouts else None
+
+
 def _runs(records, kind, label):
     """(record index, run) of every run of `kind` in variant `label`."""
     return [
@@ -83,6 +97,81 @@ def fanout_rows(records, label):
             row[f"ratio_{key}"] = median(ratio(s["latency_ms"][key], f["latency_ms"][key]) for s, f in pairs)
         rows.append(row)
     return rows
+
+
+# --- Capacity: socket deliveries per CPU-second -------------------------------------------------------
+
+HOSTS = (1, 2, 4, 8)
+
+
+def server_cpu(run, role):
+    """CPU seconds a run's servers of one role spent in its window: "app" (every app host's gunicorn), "web"
+    (nginx) or "floor" (its process); None when not read."""
+    cpu = run.get("cpu_s") or {}
+    spent = cpu.get(role)
+    return sum(spent.values()) if isinstance(spent, dict) else spent
+
+
+def per_cpu_second(run, role):
+    """Deliveries (frames delivered to clients) per CPU-second of the role's servers, in one run's window."""
+    return ratio(run["delivered"], server_cpu(run, role))
+
+
+def marginal_per_cpu_second(low, high, role="app"):
+    """Deliveries per CPU-second of the extra load from run `low` to run `high` (more sockets): the fixed
+    costs of a window (the layer's reads, timers, idle sockets) cancel out."""
+    deliveries, cpu = high["delivered"] - low["delivered"], server_cpu(high, role) - server_cpu(low, role)
+    return deliveries / cpu if deliveries > 0 and cpu > 0 else None
+
+
+def extrapolate(per_cpu_s, hosts=HOSTS, cores=1, rate=5.0):
+    """(app hosts, deliveries a second, sockets at `rate` events a second) if capacity scales linearly
+    with CPU: per_cpu_s deliveries per CPU-second x cores x hosts."""
+    return [(count, per_cpu_s * cores * count, per_cpu_s * cores * count / rate) for count in hosts]
+
+
+def cluster_rows(records, label):
+    """fanout_rows plus, per N: the sockets each app host held, deliveries per CPU-second of the app hosts,
+    of the web host and of the floor, and the cores the app hosts used while it ran (medians of reps)."""
+    runs = defaultdict(lambda: {"stack": [], "floor": []})
+    for _, run in _runs(records, "fanout", label):
+        runs[(run["n"], run["rate"])][run["side"]].append(run)
+    rows = fanout_rows(records, label)
+    for row in rows:
+        stack, floor = runs[(row["n"], row["rate"])]["stack"], runs[(row["n"], row["rate"])]["floor"]
+        spreads = [run["spread"] for run in stack if run.get("spread")]
+        row["spread"] = {bind: median(spread.get(bind) for spread in spreads) for bind in spreads[0]} if spreads else {}
+        row["app_per_cpu_s"] = median(per_cpu_second(run, "app") for run in stack)
+        row["web_per_cpu_s"] = median(per_cpu_second(run, "web") for run in stack)
+        row["floor_per_cpu_s"] = median(per_cpu_second(run, "floor") for run in floor)
+        row["app_cores"] = median(ratio(server_cpu(run, "app"), run["client"].get("window_s")) for run in stack)
+        row["stack_runs"] = stack
+    return rows
+
+
+def capacity(rows):
+    """The capacity figures from cluster_rows: at the largest N (its medians), and the marginal one between
+    the smallest and the largest N (median over repetitions paired by rep)."""
+    rows = [row for row in rows if row["app_per_cpu_s"] is not None]
+    if not rows:
+        return None
+    low, high = rows[0], rows[-1]
+    marginal = None
+    if high["n"] > low["n"]:
+        by_rep = {run["rep"]: run for run in low["stack_runs"]}
+        marginal = median(
+            marginal_per_cpu_second(by_rep[run["rep"]], run) for run in high["stack_runs"] if run["rep"] in by_rep
+        )
+    return {
+        "n": high["n"],
+        "rate": high["rate"],
+        "app": high["app_per_cpu_s"],
+        "web": high["web_per_cpu_s"],
+        "floor": high["floor_per_cpu_s"],
+        "app_cores": high["app_cores"],
+        "marginal": marginal,
+        "marginal_from": low["n"],
+    }
 
 
 def burst_rows(records, label):
@@ -283,10 +372,13 @@ def markdown(records, label, png_name=None, notes=None):
         lines.append("Not measured for this variant (`python -m bench deploy`).")
     if notes:
         lines += ["", notes.strip()]
-    lines += _variants(records)
+    lines += _variants([record for record in records if not is_cluster(record)])
+    cluster = cluster_variant(records)
+    if cluster:
+        lines += _cluster(records, cluster)
     lines += ["", "## How these were measured", ""]
     for record in records:
-        if variant(record) != label:
+        if variant(record) not in (label, cluster):
             continue
         target, machine = record["target"], record["machine"]
         lines.append(
@@ -295,6 +387,104 @@ def markdown(records, label, png_name=None, notes=None):
             f"options `{_options(record['options'])}`"
         )
     return "\n".join(lines) + "\n"
+
+
+def _spread(spread):
+    return ", ".join(f"{bind.rpartition(':')[0]}: {_fmt(count, 0)}" for bind, count in spread.items()) or "-"
+
+
+def _cluster(records, label):
+    """The Cluster section: fan-out through the web host against the floor, and the capacity figure."""
+    rows = cluster_rows(records, label)
+    found = capacity(rows)
+    machine = next(record["machine"] for record in records if variant(record) == label)
+    lines = [
+        "",
+        "## Cluster: fan-out through the web host, and capacity",
+        "",
+        f"Variant **{label}** (`make bench-cluster`). Clients connect to the site's name on the web host "
+        "(nginx, TLS), which hands each socket to one of the app hosts (gunicorn, 3 uvicorn workers each) "
+        "over TCP; the sender runs on the first app host and every worker reads the broadcast from the Redis "
+        "master the Sentinels name. The floor ran in the same run on this machine, subscribed to that same "
+        "master, with the same clients. Every host is a container on this one machine, sharing its cores with "
+        f"the clients ({machine['cores']} cores, {machine['cpu']}; the single-host figures above may come from "
+        "another machine): read the ratios and the CPU-second figures, not the latencies as those of real hosts.",
+        "",
+    ]
+    table_rows = []
+    for row in rows:
+        for side in ("stack", "floor"):
+            if side not in row or not row[side]["reps"]:
+                continue
+            f, stack = row[side], side == "stack"
+            table_rows.append(
+                [f"{row['n']:,}", _fmt(row["rate"], 0), side, f["reps"], _fmt(f["p50"])]
+                + [f"{_fmt(f['p99'])} ({_fmt(f['p99_low'])}-{_fmt(f['p99_high'])})", _percent(f["delivered_min"])]
+                + [_fmt(row[key], 2) + "x" if stack else "" for key in ("ratio_p50", "ratio_p99")]
+                + [_spread(row["spread"]) if stack else ""]
+                + [_fmt(row["app_per_cpu_s" if stack else "floor_per_cpu_s"], 0)]
+                + [_fmt(row["web_per_cpu_s"], 0) if stack else "", _fmt(row["app_cores"], 2) if stack else ""]
+            )
+    header = ["N >", "R/s >", "side", "reps >", "p50 (ms) >", "p99 (range, ms) >", "delivered (worst rep) >"]
+    header += ["p50 ratio >", "p99 ratio >", "sockets per app host", "deliveries per CPU-s of the server >"]
+    header += ["deliveries per CPU-s of nginx >", "app hosts' CPU in use (cores) >"]
+    lines += table(header, table_rows)
+    lines += [
+        "",
+        "The server is the app hosts' gunicorn, workers and all, for the stack, and the floor's one process for "
+        "the floor. CPU time is read on every app host before the sender starts and after the last delivery "
+        "(systemd's accounting when it keeps it, else the unit's processes' /proc times); deliveries are the "
+        "frames delivered to clients in that window. The floor terminates TLS itself, where the stack's app "
+        "hosts leave it to nginx: its figure is not a like-for-like bound on the app hosts'.",
+    ]
+    if not found:
+        return lines
+    lines += [
+        "",
+        "### Capacity",
+        "",
+        f"**{_fmt(found['app'], 0)} socket deliveries per CPU-second of the app hosts**, measured at "
+        f"N={found['n']:,} and {_fmt(found['rate'], 0)} events a second, while the app hosts used "
+        f"{_fmt(found['app_cores'], 2)} cores between them.",
+    ]
+    if found["marginal"]:
+        lines[-1] += (
+            f" The extra load from N={found['marginal_from']:,} to N={found['n']:,} cost "
+            f"{_fmt(found['marginal'], 0)} deliveries per CPU-second: a window's fixed costs (the layer's reads, "
+            "timers, idle sockets) weigh less as N grows, so the measured figure is the lower, safer one."
+        )
+    lines += [
+        "",
+        f"Extrapolated from it, with 1 CPU per app host (deliveries a second = {_fmt(found['app'], 0)} x "
+        "cores x app hosts):",
+        "",
+    ]
+    lines += table(
+        ["app hosts >", "deliveries a second >", "sockets at 5 events a second >"],
+        [[count, _fmt(per_s, 0), _fmt(sockets, 0)] for count, per_s, sockets in extrapolate(found["app"], rate=5.0)],
+    )
+    web = found["web"]
+    lines += [
+        "",
+        "Assumptions, plainly:",
+        "",
+        "- Linear scaling: each app host (or core) added carries what one measured CPU-second carries. It was "
+        "measured below saturation; at saturation latency grows first, so the latency targets hold at less.",
+        "- Redis is not the bottleneck: with the pub/sub layer a broadcast is one Redis message per worker "
+        "(3 per app host), however many sockets there are.",
+        "- nginx and the web host are not the bottleneck. Measured, nginx proxied "
+        f"{_fmt(web, 0)} deliveries per CPU-second of the web host (TLS and a proxied frame each)"
+        + (
+            ": one web-host core for every "
+            f"{_fmt(web / found['app'], 1)} app-host cores, and more web hosts beyond that."
+            if web
+            else "."
+        ),
+        "- The sender's own process (`bench_broadcast` on the first app host) is not counted: a broadcast costs "
+        "its sender once per event, not per socket.",
+        "- A CPU-second is one of this machine's cores, shared with the clients, nginx and Redis while measured.",
+    ]
+    return lines
 
 
 def _options(options):
@@ -339,12 +529,24 @@ def plot(records, label, path):
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
     plain = FuncFormatter(lambda value, _: f"{value:g}")
-    figure, axes = pyplot.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    for axis, side in zip(axes, ("stack", "floor"), strict=True):
-        points = [row for row in rows if side in row and row[side]["reps"]]
-        for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-"), ("max", "x:")):
-            axis.plot([row["n"] for row in points], [row[side][key] for row in points], style, label=key)
-        axis.set_title("stack: nginx, gunicorn, channels" if side == "stack" else "floor: one websockets process")
+    cluster = cluster_variant(records)
+    panels = [(rows, side, None) for side in ("stack", "floor")]
+    if cluster:
+        panels.append((fanout_rows(records, cluster), None, "cluster: through the web host, stack and floor"))
+    figure, axes = pyplot.subplots(1, len(panels), figsize=(5 * len(panels), 4.2), sharey=True)
+    for axis, (rows, side, title) in zip(axes, panels, strict=True):
+        if side:
+            points = [row for row in rows if side in row and row[side]["reps"]]
+            for key, style in (("p50", "o-"), ("p95", "s--"), ("p99", "^-"), ("max", "x:")):
+                axis.plot([row["n"] for row in points], [row[side][key] for row in points], style, label=key)
+            title = "stack: nginx, gunicorn, channels" if side == "stack" else "floor: one websockets process"
+        else:
+            for name, colour in (("stack", "C0"), ("floor", "C1")):
+                points = [row for row in rows if name in row and row[name]["reps"]]
+                for key, style in (("p50", "o--"), ("p99", "^-")):
+                    x, y = [row["n"] for row in points], [row[name][key] for row in points]
+                    axis.plot(x, y, style, color=colour, label=f"{name} {key}")
+        axis.set_title(title)
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xticks(sorted({row["n"] for row in rows}))
@@ -356,7 +558,7 @@ def plot(records, label, path):
         axis.grid(True, which="both", alpha=0.3)
         axis.legend()
     axes[0].set_ylabel("latency, send to receive (ms)")
-    figure.suptitle(label, fontsize=10)
+    figure.suptitle(label + (f"; cluster: {cluster}" if cluster else ""), fontsize=10)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     pyplot.close(figure)

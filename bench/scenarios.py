@@ -9,7 +9,7 @@ import uuid
 
 from bench.clients import ClientPool
 from bench.floor import FloorServer
-from bench.target import CACHE, BenchError, Command
+from bench.target import CACHE, BenchError, Command, process_cpu_seconds
 
 SIDES = ("stack", "floor")
 
@@ -78,6 +78,13 @@ class Sides:
             )
         return Command(self.floor.sender_argv(), self.floor.env)
 
+    def cpu_seconds(self, side):
+        """The servers' CPU time so far: {"app": {host: s}, "web": {host: s}} of the stack's hosts when the
+        target has them, {"floor": s} of the floor's process; None when there is nothing to read."""
+        if side == "floor":
+            return {"floor": process_cpu_seconds(self.floor.pid)}
+        return self.target.cpu_seconds()
+
     def order(self, rep):
         """Alternate which side goes first, so neither always runs on a machine the other just warmed."""
         return self.names if rep % 2 == 0 else self.names[::-1]
@@ -99,17 +106,45 @@ def send(sender, company, rate, duration, run):
     return json.loads(lines[-1])
 
 
+def spread_of(before, during):
+    """{app host's bind: sockets it took} from the connections each held before the clients opened and while
+    they were open; None without a spread to read."""
+    if before is None or during is None:
+        return None
+    return {bind: max(0, count - before.get(bind, 0)) for bind, count in during.items()}
+
+
+def cpu_used(before, after):
+    """CPU seconds each server spent between two readings of Sides.cpu_seconds, with the same shape."""
+    if before is None or after is None:
+        return None
+    if "floor" in before:
+        return {"floor": round(after["floor"] - before["floor"], 3)}
+    return {
+        role: {host: round(after[role][host] - at, 3) for host, at in hosts.items()} for role, hosts in before.items()
+    }
+
+
 def fanout_once(sides, side, n, rate, duration, procs, per_address, warmup, grace, settle=1.0):
-    """N sockets in the company's group, R broadcasts a second for `duration` seconds: one repetition."""
+    """N sockets in the company's group, R broadcasts a second for `duration` seconds: one repetition.
+    On a target of several app hosts it also records how nginx spread the sockets over them (and fails
+    when one got none), and the CPU time the servers spent from just before the sender started to the
+    last delivery, for the capacity figure."""
     run = uuid.uuid4().hex[:12]
     company = sides.target.company
     mark = sides.target.log_mark()
+    spread_before = sides.target.spread() if side == "stack" else None
     with ClientPool(sides.endpoint(side), n, procs or auto_procs(n), per_address) as pool:
         opened = pool.open()
         time.sleep(settle)
+        spread = spread_of(spread_before, sides.target.spread() if side == "stack" else None)
+        if spread and not all(spread.values()):
+            raise BenchError(f"nginx left an app host without a socket: {spread}")
         pool.measure(run, company, warmup_seq=int(warmup * rate))
+        cpu_before = sides.cpu_seconds(side)
         sender = send(sides.sender(side), company, rate, duration, run)
         frames = pool.collect(sender["sent"], grace)
+        cpu = cpu_used(cpu_before, sides.cpu_seconds(side))  # before the sockets close: closing is not fan-out
     expected = n * sender["sent"]
     result = {
         "side": side,
@@ -135,6 +170,8 @@ def fanout_once(sides, side, n, rate, duration, procs, per_address, warmup, grac
         "client": frames["client"],
         "sender": sender,
         "server_errors": sides.target.server_errors(mark) if side == "stack" else None,
+        "spread": spread,
+        "cpu_s": cpu,
     }
     latency = frames["latency_ms"]
     log(
@@ -143,6 +180,8 @@ def fanout_once(sides, side, n, rate, duration, procs, per_address, warmup, grac
         f"client cpu {frames['client']['cpu_s']} s in {frames['client']['window_s']} s, "
         f"loop lag max {frames['client']['loop_lag_ms_max']} ms"
         + (f"; server errors {result['server_errors']}" if result["server_errors"] else "")
+        + (f"; sockets per app host {spread}" if spread else "")
+        + (f"; server cpu {cpu} s" if cpu else "")
     )
     return result
 

@@ -1,7 +1,7 @@
 """What the benchmark runs against: where clients connect, how to run manage.py (the sender, tokens)
 and a shell on the stack's host (worker memory), and which Redis the floor uses.
 
-Two presets, each overridable option by option:
+Three presets, each overridable option by option:
 - `container`: the stack `make demo` deploys into the container nurcrm-local, through nginx:
   wss://localhost/ws/cafe/tables/ on 127.0.0.1:443, its certificate in .cache/local-ca.pem, commands by
   `docker exec nurcrm-local nurcrm-manage ...`, the floor on the container's Redis (127.0.0.1:6379,
@@ -9,6 +9,11 @@ Two presets, each overridable option by option:
 - `local`: a stack of the benchmark's own for development, started and stopped with it: a redis-server
   on a free loopback port and app/tests/localstack.py's gunicorn with 3 uvicorn workers on a unix
   socket (SQLite, seed_demo), without nginx or TLS.
+- `cluster`: molecule/cluster's hosts (issue 14), from its inventory: clients through the web host's nginx
+  (the site as the doctor sees it: its name, pinned address and certificate), the sender and tokens on
+  the first app host, the floor on the Redis master the Sentinels name, as the app's Redis user. It also
+  reads where nginx put the sockets (which app host holds each) and the CPU time of every app host's
+  gunicorn and every web host's nginx, for the capacity figure.
 """
 
 import os
@@ -23,7 +28,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import yaml
 
@@ -43,6 +48,19 @@ case "$1" in systemd:*) master=$(systemctl show -p MainPID --value "${1#systemd:
 for pid in $(cat /proc/"$master"/task/*/children); do
     echo "$pid $(awk '/^VmRSS:/ {print $2}' /proc/"$pid"/status)"
 done
+"""
+
+
+# Prints the CPU time of a systemd unit ($1): "nsec N" when systemd accounts it, else "hz" and one /proc stat line
+# per process (the main one and its children: gunicorn's workers, nginx's), whose utime, stime, cutime and
+# cstime sum to it. A worker that dies in between moves its time into the main process's cutime.
+UNIT_CPU = r"""
+nsec=$(systemctl show -p CPUUsageNSec --value "$1")
+case "$nsec" in ""|*[!0-9]*) ;; *) echo "nsec $nsec"; exit 0 ;; esac
+main=$(systemctl show -p MainPID --value "$1")
+[ "$main" -gt 0 ] || { echo "unit $1 has no main process" >&2; exit 1; }
+echo "hz $(getconf CLK_TCK)"
+for pid in "$main" $(cat /proc/"$main"/task/*/children); do echo "stat $(cat /proc/"$pid"/stat 2>/dev/null)"; done
 """
 
 
@@ -73,6 +91,56 @@ class Command:
         return shlex.join(map(str, self.prefix))
 
 
+def stat_cpu_ticks(stat):
+    """utime + stime + cutime + cstime of one /proc/<pid>/stat line, in clock ticks (the name may hold spaces)."""
+    fields = stat.rpartition(")")[2].split()
+    return sum(int(value) for value in fields[11:15])
+
+
+def unit_cpu_seconds(output):
+    """The CPU seconds UNIT_CPU printed: systemd's own figure, or its processes' ticks summed."""
+    hz, ticks, seen = None, 0, 0
+    for line in output.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "nsec":
+            return int(rest) / 1e9
+        if kind == "hz":
+            hz = int(rest)
+        elif kind == "stat" and rest.strip():  # empty when the process ended between listing and reading
+            ticks, seen = ticks + stat_cpu_ticks(rest), seen + 1
+    if not hz or not seen:
+        raise BenchError(f"no CPU time in {output[:200]!r}")
+    return ticks / hz
+
+
+def process_cpu_seconds(pid):
+    """CPU seconds of a process of this machine (the floor), its reaped children included."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat_cpu_ticks(stat.read()) / os.sysconf("SC_CLK_TCK")
+
+
+def established_by_local(output, binds):
+    """{bind: established connections whose local end is that address:port} from `ss -Htn state established`
+    (columns Recv-Q, Send-Q, local, peer): how many sockets each app host holds."""
+    counts = dict.fromkeys(binds, 0)
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[2] in counts:
+            counts[fields[2]] += 1
+    return counts
+
+
+@dataclass
+class Host:
+    """One host of a deployment: its inventory name and how to run a program there."""
+
+    name: str
+    command: Command
+
+    def unit_cpu_seconds(self, unit):
+        return unit_cpu_seconds(Command(self.command.prefix).run("sh", "-c", UNIT_CPU, "sh", unit, timeout=60))
+
+
 @dataclass
 class Target:
     name: str
@@ -90,6 +158,12 @@ class Target:
     floor_redis_password: str | None = field(default=None, repr=False)
     restart_command: list | None = None  # restarts gunicorn on the stack's host (memory runs)
     stack: object = field(default=None, repr=False)  # the local stack, when this target owns one
+    # A deployment of several hosts (the cluster): whose CPU time is read around a fan-out (gunicorn on the
+    # app hosts, nginx on the web hosts), and the app hosts' address:port, which nginx's sockets reach.
+    app_hosts: list = field(default_factory=list)
+    web_hosts: list = field(default_factory=list)
+    app_binds: list = field(default_factory=list)
+    inventory: str | None = None
 
     def token(self):
         """A fresh access token for the user, valid a day (a token is checked at the handshake only)."""
@@ -137,10 +211,35 @@ class Target:
         elif self.gunicorn.startswith("systemd:"):
             unit = self.gunicorn.removeprefix("systemd:")
             since = f"@{int(mark)}"
-            text = Command(self.host.prefix).run("journalctl", "-u", unit, "--since", since, "-o", "cat", "--no-pager")
+            text = ""
+            for host in self.app_hosts or [Host("", self.host)]:
+                text += Command(host.command.prefix).run(
+                    "journalctl", "-u", unit, "--since", since, "-o", "cat", "--no-pager"
+                )
         else:
             return None
         return dict(Counter(line.strip()[:200] for line in text.splitlines() if EXCEPTION_LINE.match(line)))
+
+    def cpu_seconds(self):
+        """{"app": {host: seconds}, "web": {host: seconds}}: the CPU time so far of gunicorn on each app host
+        and nginx on each web host; None for a target of one host (no capacity figure)."""
+        if not self.app_hosts:
+            return None
+        unit = self.gunicorn.removeprefix("systemd:")
+        return {
+            "app": {host.name: host.unit_cpu_seconds(unit) for host in self.app_hosts},
+            "web": {host.name: host.unit_cpu_seconds("nginx") for host in self.web_hosts},
+        }
+
+    def spread(self):
+        """{app host's address:port: established connections to it}, read from this machine (the cluster's
+        containers share its network); None without app hosts to spread over."""
+        if not self.app_binds:
+            return None
+        output = subprocess.run(
+            ["ss", "-Htn", "state", "established"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+        return established_by_local(output, self.app_binds)
 
     def restart(self):
         """Restart gunicorn and wait until every worker is back: memory is measured from a fresh start."""
@@ -178,6 +277,10 @@ class Target:
             "company": self.company,
             "floor_redis": _without_password(self.floor_redis_url),
             "channel_layer": self.stack.layer if self.stack is not None else None,
+            "inventory": self.inventory,
+            "app_hosts": [host.name for host in self.app_hosts],
+            "web_hosts": [host.name for host in self.web_hosts],
+            "app_binds": self.app_binds,
         }
 
     def close(self):
@@ -316,10 +419,124 @@ def _follow(target):
     target.manage.env = local.env
 
 
+# --- The cluster (molecule/cluster) -----------------------------------------------------------------
+
+CLUSTER_SCENARIO = "cluster"
+APP_ENV = "/etc/nurcrm/app.env"
+MOLECULE_TMP = Path.home() / ".ansible" / "tmp"
+
+
+def molecule_inventory(scenario=CLUSTER_SCENARIO, tmp=MOLECULE_TMP):
+    """The inventory molecule wrote for the scenario's hosts (with their docker connection); the newest."""
+    found = sorted(tmp.glob(f"molecule.*.{scenario}/inventory"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise BenchError(
+            f"no inventory of molecule's {scenario} scenario in {tmp}: run `molecule converge -s "
+            f"{scenario}` (or `make bench-cluster`), or pass --inventory"
+        )
+    return found[-1]
+
+
+def parse_env_file(text):
+    """A systemd EnvironmentFile's KEY=value lines (values quoted as the app role writes them)."""
+    values = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key and not key.startswith("#"):
+            values[key] = (shlex.split(value) or [""])[0]
+    return values
+
+
+def floor_redis(env, master=None):
+    """(URL without password, password) of the Redis master for the floor, from the app's settings: the app's
+    own user, whose ACL allows the asgi* channels the floor uses. `master` finds (host, port) from the
+    Sentinels; by default it asks them."""
+    url = urlsplit(env["REDIS_URL"])
+    if env.get("REDIS_SENTINELS"):
+        name = env.get("REDIS_MASTER_NAME") or url.hostname
+        host, port = (master or sentinel_master)(env["REDIS_SENTINELS"], name, env.get("REDIS_SENTINEL_PASSWORD"))
+    else:
+        host, port = url.hostname, url.port or 6379
+    user = f"{url.username}@" if url.username else ""
+    return f"redis://{user}{host}:{port}{url.path or '/0'}", unquote(url.password) if url.password else None
+
+
+def sentinel_master(sentinels, name, password=None):
+    """(host, port) of the master the Sentinels name now (a failover may have moved it)."""
+    import redis.sentinel
+
+    addresses = [(host, int(port)) for host, _, port in (item.strip().rpartition(":") for item in sentinels.split(","))]
+    kwargs = {"password": password} if password else {}
+    return redis.sentinel.Sentinel(addresses, sentinel_kwargs=kwargs, socket_timeout=3).discover_master(name)
+
+
+def docker_host(name, variables):
+    """A host of the inventory, reached as molecule reaches it: `docker exec <container>`."""
+    connection = variables.get("ansible_connection", "ssh")
+    if not connection.endswith("docker"):
+        raise BenchError(f"host {name}: the cluster target runs commands with docker exec, not {connection!r}")
+    return Host(name, Command(["docker", "exec", variables.get("ansible_host") or name]))
+
+
+def app_binds(variables):
+    """The app host's address:port binds (asgi_tcp_binds, templated on its own nurcrm_address)."""
+    from doctor.hosts import rendered
+
+    return [rendered(dict(variables, __bind=bind), "__bind") for bind in variables.get("asgi_tcp_binds") or []]
+
+
+def cluster_target(inventory=None):
+    from doctor.hosts import load_inventory
+    from doctor.walk import gather
+
+    inventory = Path(inventory) if inventory else molecule_inventory()
+    listed, groups = load_inventory(inventory)
+    hostvars = listed.get("_meta", {}).get("hostvars", {})
+    apps = [docker_host(name, hostvars.get(name, {})) for name in groups["app"]]
+    webs = [docker_host(name, hostvars.get(name, {})) for name in groups["web"]]
+    binds = [bind for name in groups["app"] for bind in app_binds(hostvars.get(name, {}))]
+    if len(apps) < 2 or not binds:
+        raise BenchError(f"{inventory}: a cluster needs two app hosts with asgi_tcp_binds; it has {groups['app']}")
+    site = gather(inventory).site  # the site as a client sees it: its name, pinned address and certificate
+    cafile = CACHE / "cluster-ca.pem"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if site.cafile:
+        shutil.copyfile(site.cafile, cafile)
+    # The app's own settings, read into this process only: the password is never printed or put in an argument.
+    env = parse_env_file(Command(apps[0].command.prefix).run("cat", APP_ENV, timeout=60))
+    redis_url, redis_password = floor_redis(env)
+    return Target(
+        name="cluster",
+        url=site.url(),
+        connect_host=site.address or site.ipv4,
+        cafile=str(cafile) if site.cafile else None,
+        origin=site.origin,
+        manage=Command([*apps[0].command.prefix, "nurcrm-manage"]),
+        host=apps[0].command,
+        gunicorn="systemd:gunicorn",
+        floor_redis_url=redis_url,
+        floor_redis_password=redis_password,
+        app_hosts=apps,
+        web_hosts=webs,
+        app_binds=binds,
+        inventory=str(inventory),
+    )
+
+
+def ensure_cluster(converge=True):
+    """Bring molecule/cluster's hosts up, or reuse them (`molecule converge -s cluster`, about 2 minutes)."""
+    if converge:
+        env = tool_env()
+        subprocess.run(["bash", "scripts/container-host.sh", "up"], cwd=ROOT, env=env, check=True)
+        subprocess.run(["molecule", "converge", "-s", CLUSTER_SCENARIO], cwd=ROOT, env=env, check=True)
+
+
 def target_from_options(options):
     """The preset `options.target` with each option given on the command line in place of its value."""
     if options.target == "local":
         target = local_target(options.workers, options.layer)
+    elif options.target == "cluster":
+        target = cluster_target(options.inventory)
     else:
         target = container_target(options.container)
     for name in ("url", "unix_socket", "connect_host", "cafile", "origin", "company", "user", "floor_redis_url"):

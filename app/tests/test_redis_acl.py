@@ -26,7 +26,7 @@ ROLE_DEFAULTS = Path(__file__).resolve().parents[2] / "roles" / "redis" / "defau
 
 
 def acl_rules(prefix):
-    """The app user's rules as roles/redis/templates/redis.conf.j2 writes them, for this test's prefix."""
+    """The app user's rules as roles/redis/templates/users.acl.j2 writes them, for this test's prefix."""
     defaults = yaml.safe_load(ROLE_DEFAULTS.read_text())
     commands = " ".join(f"+{command}" for command in defaults["redis_app_commands"])
     return f"resetkeys resetchannels ~{prefix}* &{prefix}* -@all {commands}"
