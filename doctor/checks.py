@@ -317,6 +317,30 @@ def gunicorn_workers_report(h):
     return ok(f"{len(h.reports)} workers report their settings in /run/gunicorn")
 
 
+LOOPBACK = {"127.0.0.1", "::1"}
+
+
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_workers_report"])
+def gunicorn_trusts_only_web_hosts(h):
+    """X-Forwarded-* (the client's address and scheme) are believed only from the web hosts' addresses; loopback
+    only where nginx runs on the app host itself. "*" would let anyone who reaches the port claim any address."""
+    trusted = {r["pid"]: (r.get("uvicorn") or {}).get("forwarded_allow_ips") for r in h.reports.values()}
+    if all(value is None for value in trusted.values()):
+        return skip("the workers do not report whom they trust (a release before this check)")
+    webs = h.facts.answering("web")
+    allowed = {address for web in webs for address in web.probe.get("addresses") or []} - LOOPBACK
+    if any(web.machine == h.machine for web in webs):
+        allowed |= LOOPBACK
+    wrong = {pid: value for pid, value in trusted.items() if not value or not set(value) <= allowed}
+    if wrong:
+        return fail(
+            f"workers believe X-Forwarded-* from {sorted({a for v in wrong.values() for a in v or []}) or 'no one'}; "
+            f"the web hosts are {sorted(allowed)}",
+            "writes back forwarded_allow_ips from asgi_forwarded_allow_ips (the web hosts' addresses) and restarts",
+        )
+    return ok(f"X-Forwarded-* believed only from {sorted(set().union(*trusted.values()))}")
+
+
 @check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
 def gunicorn_workers_stable(h):
     before, after = h.gunicorn.get("workers"), h.gunicorn.get("workers_later")

@@ -44,7 +44,8 @@ def effective_settings(worker_class=""):
 
 
 def uvicorn_options(worker):
-    """The loop, HTTP and WebSocket implementations a uvicorn worker was given (None for another worker)."""
+    """The loop, HTTP and WebSocket implementations a uvicorn worker was given, and whom it believes
+    forwarded headers from (None for another worker)."""
     config = getattr(worker, "config", None)
     if config is None or not hasattr(config, "ws"):
         return None
@@ -52,7 +53,16 @@ def uvicorn_options(worker):
     def name(value):
         return value if isinstance(value, str) else f"{value.__module__}:{value.__qualname__}"
 
-    return {"loop": name(config.loop), "http": name(config.http), "ws": name(config.ws)}
+    trusted = config.forwarded_allow_ips
+    trusted = sorted(trusted.split(",") if isinstance(trusted, str) else trusted)
+    return {
+        "loop": name(config.loop),
+        "http": name(config.http),
+        "ws": name(config.ws),
+        # Whose X-Forwarded-* it believes: the web hosts (asgi_forwarded_allow_ips), never "*".
+        "proxy_headers": config.proxy_headers,
+        "forwarded_allow_ips": [address.strip() for address in trusted],
+    }
 
 
 def write_report(directory, worker):

@@ -34,3 +34,17 @@ def test_report_names_the_worker_class_and_layer_and_is_removed_on_exit(tmp_path
     assert "s3cret" not in path.read_text()
     remove_report(tmp_path, report["pid"])
     assert not list(tmp_path.iterdir())
+
+
+def test_report_says_whom_a_uvicorn_worker_believes_forwarded_headers_from(tmp_path):
+    """gunicorn's forwarded_allow_ips reaches uvicorn's config as a list; the report carries it for the doctor."""
+    from uvicorn.config import Config
+
+    class UvicornWorker:
+        config = Config(app=None, forwarded_allow_ips=["127.0.2.10", "10.0.0.10"])
+
+    write_report(tmp_path, UvicornWorker())
+    (path,) = tmp_path.iterdir()
+    uvicorn = json.loads(path.read_text())["uvicorn"]
+    assert uvicorn["proxy_headers"] is True
+    assert uvicorn["forwarded_allow_ips"] == ["10.0.0.10", "127.0.2.10"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from doctor import checks  # noqa: F401 (importing it registers the checks)
+from doctor.checks import LOOPBACK
 from doctor.facts import GROUPS, Facts
 from doctor.registry import REGISTRY, evaluate
 from doctor.site import Site
@@ -32,6 +33,14 @@ def make_facts(layout=None, inventory="inventory/local"):
             probe["machine_id"] = f"machine-{name}"
             probe["roles"] = [group for group in GROUPS if name in layout.get(group, [])]
             hosts[name] = probe
+    # As the inventories derive it: an app host believes X-Forwarded-* from the web hosts' addresses, loopback
+    # only where nginx runs beside it.
+    web_machines = {hosts[name]["machine_id"] for name in layout.get("web", [])}
+    web_addresses = sorted({a for name in layout.get("web", []) for a in hosts[name]["addresses"]} - LOOPBACK)
+    for name in layout.get("app", []):
+        if hosts[name]["machine_id"] not in web_machines:
+            for report in hosts[name]["gunicorn"]["reports"].values():
+                report["uvicorn"]["forwarded_allow_ips"] = list(web_addresses)
     site = Site(**HEALTHY["site"])
     facts = Facts(inventory=inventory, groups={g: list(layout.get(g, [])) for g in GROUPS}, hosts=hosts, site=site)
     facts.tls, facts.handshake = copy.deepcopy(HEALTHY["tls"]), copy.deepcopy(HEALTHY["handshake"])

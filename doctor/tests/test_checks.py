@@ -260,6 +260,20 @@ CASES = {
         "changed within a second",
         "gunicorn",
     ),
+    "trusts-anyone": (
+        "gunicorn_trusts_only_web_hosts",
+        lambda f: next(iter(gunicorn(f)["reports"].values()))["uvicorn"].update(forwarded_allow_ips=["*"]),
+        "gunicorn",
+        "believe X-Forwarded-* from ['*']",
+        "gunicorn",
+    ),
+    "trusts-a-stranger": (
+        "gunicorn_trusts_only_web_hosts",
+        lambda f: next(iter(gunicorn(f)["reports"].values()))["uvicorn"].update(forwarded_allow_ips=["10.9.9.9"]),
+        "gunicorn",
+        "10.9.9.9",
+        "gunicorn",
+    ),
     "redis-stopped": (
         "redis_server_active",
         lambda f: host(f)["redis_server"].update(service="inactive", ping="Could not connect"),

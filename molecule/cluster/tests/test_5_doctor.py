@@ -14,11 +14,14 @@ ENV_FILE = "/etc/nurcrm/app.env"
 SITE_CONF = "/etc/nginx/conf.d/nurcrm.conf"
 
 
-def test_a_healthy_cluster_passes_every_check_on_every_host(inventory, nodes):
+def test_a_healthy_cluster_passes_every_check_on_every_host(inventory, nodes, web, apps):
     data = walked(inventory)
     assert data["healthy"], failing(data)
     walked_hosts = {host for r in data["results"] for host in r["host"].split(",")}
     assert set(nodes) <= walked_hosts
+    # Every worker of every app host believes X-Forwarded-* from the web host alone (asgi_forwarded_allow_ips).
+    trusted = {r["host"]: r["evidence"] for r in data["results"] if r["check"] == "gunicorn_trusts_only_web_hosts"}
+    assert trusted == {app.name: f"X-Forwarded-* believed only from ['{web.address}']" for app in apps}
 
 
 def first_failure(inventory):
