@@ -115,8 +115,8 @@ def test_the_first_broken_layer_names_its_host(cluster):
 def test_an_app_host_apart_from_nginx_must_not_believe_its_own_loopback():
     """On its own machine, 127.0.0.1 is the app host itself (or anyone on it), not nginx."""
     facts = make_facts({"web": ["web1"], "app": ["app1", "app2"], "redis": ["redis1"], "db": ["db1"]})
-    for report in facts.hosts["app2"]["gunicorn"]["reports"].values():
-        report["uvicorn"]["forwarded_allow_ips"] = ["127.0.0.1", "::1"]
+    for worker in facts.hosts["app2"]["gunicorn"]["reports"].values():
+        worker["uvicorn"]["forwarded_allow_ips"] = ["127.0.0.1", "::1"]
     results = {r.host: r for r in evaluate(facts) if r.check == "gunicorn_trusts_only_web_hosts"}
     assert results["app1"].status == "pass", results["app1"]
     assert results["app2"].status == "fail" and "127.0.0.1" in results["app2"].evidence, results["app2"]
