@@ -320,6 +320,12 @@ def gunicorn_workers_report(h):
 LOOPBACK = {"127.0.0.1", "::1"}
 
 
+def _proxy_sources(web):
+    """The addresses a web host's nginx connects to the app hosts from: its proxy_bind, else any of its own."""
+    binds = set(re.findall(r"^\s*proxy_bind\s+([^\s;]+)", web.nginx_conf, re.M))
+    return binds or set(web.probe.get("addresses") or [])
+
+
 @check("gunicorn", "gunicorn", on="app", needs=["gunicorn_workers_report"])
 def gunicorn_trusts_only_web_hosts(h):
     """X-Forwarded-* (the client's address and scheme) are believed only from the web hosts' addresses; loopback
@@ -328,7 +334,7 @@ def gunicorn_trusts_only_web_hosts(h):
     if all(value is None for value in trusted.values()):
         return skip("the workers do not report whom they trust (a release before this check)")
     webs = h.facts.answering("web")
-    allowed = {address for web in webs for address in web.probe.get("addresses") or []} - LOOPBACK
+    allowed = set().union(*(_proxy_sources(web) for web in webs)) - LOOPBACK
     if any(web.machine == h.machine for web in webs):
         allowed |= LOOPBACK
     wrong = {pid: value for pid, value in trusted.items() if not value or not set(value) <= allowed}

@@ -121,3 +121,19 @@ def test_an_app_host_apart_from_nginx_must_not_believe_its_own_loopback():
     assert results["app1"].status == "pass", results["app1"]
     assert results["app2"].status == "fail" and "127.0.0.1" in results["app2"].evidence, results["app2"]
     assert results["app2"].rerun["playbook"] == "playbooks/asgi.yml"
+
+
+def test_an_app_host_believes_the_address_nginx_connects_from():
+    """With proxy_bind, nginx's connections leave from that address (loopback aliases, a second address), which
+    the web host's own address list need not show."""
+    facts = make_facts({"web": ["web1"], "app": ["app1"], "redis": ["redis1"], "db": ["db1"]})
+    dump = facts.hosts["web1"]["nginx"]["dump"]
+    facts.hosts["web1"]["nginx"]["dump"] = dump.replace("server {", "server {\n    proxy_bind 127.0.2.10;", 1)
+    for worker in facts.hosts["app1"]["gunicorn"]["reports"].values():
+        worker["uvicorn"]["forwarded_allow_ips"] = ["127.0.2.10"]
+    (result,) = [r for r in evaluate(facts) if r.check == "gunicorn_trusts_only_web_hosts"]
+    assert result.status == "pass", result
+    for worker in facts.hosts["app1"]["gunicorn"]["reports"].values():
+        worker["uvicorn"]["forwarded_allow_ips"] = ["10.0.0.5"]  # the web host's address, not where nginx binds
+    (result,) = [r for r in evaluate(facts) if r.check == "gunicorn_trusts_only_web_hosts"]
+    assert result.status == "fail", result
