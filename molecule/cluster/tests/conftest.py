@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import re
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -298,3 +299,9 @@ def doctor_fix(inventory):
         env=dict(os.environ, ANSIBLE_NOCOLOR="1"),
     )
     return done.returncode, json.loads(done.stdout)
+
+
+def rerun(fix):
+    """A fix line without the `cd <bundle> && ` the doctor puts first when run from elsewhere (as molecule's
+    verifier runs it)."""
+    return fix.removeprefix(f"cd {shlex.quote(str(ROOT))} && ")
