@@ -21,6 +21,7 @@ from bench.target import (
     parse_env_file,
     unit_cpu_seconds,
 )
+from bench.tests.test_logic import record
 
 APP1, APP2 = "127.0.2.21:8000", "127.0.2.22:8000"
 
@@ -118,19 +119,6 @@ def test_the_capacity_of_n_app_hosts_scales_linearly_with_cores():
     assert report.extrapolate(8000.0, hosts=(2,), cores=4)[0][1] == 64000.0
 
 
-def record(kind, runs, label="E", **options):
-    return {
-        "kind": kind,
-        "label": label,
-        "options": options,
-        "runs": runs,
-        "started": "20260101T000000Z",
-        "commit": "abc1234",
-        "machine": {"cores": 2, "cpu": "test"},
-        "target": {"name": options.get("target", "container"), "url": "wss://x/ws/cafe/tables/"},
-    }
-
-
 def cluster_records():
     runs = []
     for rep in range(2):
@@ -143,7 +131,10 @@ def cluster_records():
             cluster_run("floor", 1000, rep, 100_000, p99=40.0),
         ]
     single = [cluster_run("stack", 100, 0, 10_000), cluster_run("floor", 100, 0, 10_000)]
-    return [record("fanout", single), record("fanout", runs, label="on the cluster", target="cluster")]
+    return [
+        record("fanout", single, label="E"),
+        record("fanout", runs, label="on the cluster", target_name="cluster", target="cluster"),
+    ]
 
 
 def test_the_capacity_is_taken_at_the_largest_n_with_its_medians():

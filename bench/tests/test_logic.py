@@ -116,7 +116,8 @@ def test_a_complete_run_has_no_problem_and_a_short_one_says_what_is_missing():
     assert "stack: delivered 19 of 20 events" in problems and len(problems) == 2
 
 
-def record(kind, runs, label="before", **options):
+def record(kind, runs, label="before", target_name="container", **options):
+    """A results file's record, as bench/results.py writes it."""
     return {
         "kind": kind,
         "label": label,
@@ -125,7 +126,7 @@ def record(kind, runs, label="before", **options):
         "started": "20260101T000000Z",
         "commit": "abc1234",
         "machine": {"cores": 2, "cpu": "test"},
-        "target": {"name": "container", "url": "wss://localhost/ws/cafe/tables/"},
+        "target": {"name": target_name, "url": "wss://localhost/ws/cafe/tables/"},
     }
 
 
