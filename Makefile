@@ -66,8 +66,9 @@ test-cluster: setup
 	molecule test -s cluster
 
 # The benchmark (bench/README.md): brings up or reuses the container stack (molecule converge), measures
-# fan-out against the floor, the connect burst and idle memory into bench/results/, then writes
-# bench/REPORT.md and bench/report.png. About 20 minutes. Deploy timings destroy the container, so they
+# fan-out against the floor, the connect burst, idle memory, and a deploy and a rollback under 300 open
+# screens (bench/rolling.py) into bench/results/, then writes bench/REPORT.md and bench/report.png. About 25 minutes.
+# Deploy timings destroy the container, so they
 # run only by hand: `python -m bench deploy --results bench/results`.
 .PHONY: bench bench-smoke bench-cluster
 bench: setup
@@ -75,8 +76,8 @@ bench: setup
 
 # The benchmark on molecule/cluster (issue 14): brings up or reuses the cluster (molecule converge -s cluster;
 # one scenario at a time on this machine), measures fan-out through the web host to both app hosts against
-# the floor, and the app hosts' socket deliveries per CPU-second, then rewrites bench/REPORT.md (its Cluster section).
-# About 12 minutes.
+# the floor, the app hosts' socket deliveries per CPU-second, and the rolling deploy and rollback under 300 open
+# screens, then rewrites bench/REPORT.md (its Cluster and Deploys under load sections). About 15 minutes.
 bench-cluster: setup
 	python -m bench all --target cluster --results bench/results
 

@@ -6,8 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench import deploy, floor, report, results, scenarios
-from bench.target import CACHE, CONTAINER, ROOT, BenchError, ensure_cluster, ensure_container, target_from_options
+from bench import deploy, floor, report, results, rolling, scenarios
+from bench.target import (
+    CACHE,
+    CONTAINER,
+    ROOT,
+    BenchError,
+    ensure_cluster,
+    ensure_container,
+    molecule_inventory,
+    target_from_options,
+)
 
 DEFAULT_RESULTS = CACHE / "results"
 CLUSTER_NS = [100, 1000, 3000]  # what `make bench-cluster` measures
@@ -129,12 +138,23 @@ def parse(argv):
     p = commands.add_parser(
         "all",
         parents=common,
-        help="bring up or reuse the container, then fanout, burst, memory, report (cluster: fan-out, report)",
+        help="bring up or reuse the container, then fanout, burst, memory, rolling, report (cluster: fan-out, "
+        "rolling, report)",
     )
     p.add_argument("--no-converge", dest="converge", action="store_false", help="reuse the stack as it is")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--report", type=Path, default=ROOT / "bench" / "REPORT.md")
+
+    p = commands.add_parser(
+        "rolling",
+        parents=[target_options()],
+        help="a deploy of a changed release and a rollback under open screens (container or --target cluster)",
+    )
+    p.add_argument("--screens", type=int, default=rolling.SCREENS)
+    p.add_argument("--reps", type=int, default=1)
+    p.add_argument("--label")
+    p.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
 
     p = commands.add_parser("deploy", help="time converge, rerun and `molecule test` (DESTROYS the container)")
     p.add_argument("--reps", type=int, default=1)
@@ -256,12 +276,14 @@ def run_all(options):
         # Fan-out only: burst and memory would read one app host's workers and logs of several.
         ensure_cluster(options.converge)
         fanout(argparse.Namespace(**base, n=CLUSTER_NS, rate=5.0, warmup=1.0, grace=10.0))
+        run_rolling(argparse.Namespace(**dict(base, screens=rolling.SCREENS, reps=1)))
         return write_report(argparse.Namespace(results=options.results, label=None, out=options.report))
     if options.target == "container":
         ensure_container(options.converge)
     fanout(argparse.Namespace(**base, n=[100, 1000, 3000], rate=5.0, warmup=1.0, grace=10.0))
     burst(argparse.Namespace(**dict(base, n=1000)))
     memory(argparse.Namespace(**dict(base, n=3000, steps=3, restart=True)))
+    run_rolling(argparse.Namespace(**dict(base, screens=rolling.SCREENS, reps=1)))
     return write_report(argparse.Namespace(results=options.results, label=None, out=options.report))
 
 
@@ -282,6 +304,16 @@ def write_report(options):
     options.out.write_text(report.markdown(records, label, None if missing else png.name, notes))
     print(f"wrote {options.out}" + (f" (no PNG: {missing})" if missing else f" and {png}"))
     return 0
+
+
+def run_rolling(options):
+    """A deploy and a rollback under SCREENS open screens: on the cluster (--target cluster) or the container."""
+    scenario = "cluster" if options.target == "cluster" else "default"
+    inventory = options.inventory or molecule_inventory(scenario)
+    runs = rolling.measure(inventory, options.screens, options.reps)
+    target = {"name": "cluster" if scenario == "cluster" else "container", "inventory": str(inventory)}
+    path = results.save(options.results, "rolling", _label(options), _record(options), target, runs)
+    scenarios.log(f"results: {path}")
 
 
 def run_deploy(options):
@@ -317,6 +349,7 @@ def main(argv=None):
             "smoke": smoke,
             "all": run_all,
             "deploy": run_deploy,
+            "rolling": run_rolling,
             "report": write_report,
         }
         return handlers[options.command](options) or 0

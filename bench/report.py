@@ -358,6 +358,7 @@ def markdown(records, label, png_name=None, notes=None):
             for row in memory
         ],
     )
+    lines += _rolling(records)
     lines += ["", "## Deploy", ""]
     if deploy:
         lines += table(
@@ -387,6 +388,40 @@ def markdown(records, label, png_name=None, notes=None):
             f"options `{_options(record['options'])}`"
         )
     return "\n".join(lines) + "\n"
+
+
+def rolling_rows(records):
+    """The newest `rolling` record of each target: one row per deploy or rollback it ran."""
+    newest = {}
+    for record in records:
+        if record["kind"] == "rolling":
+            newest[record["target"].get("name")] = record
+    return [(name, run) for name, record in sorted(newest.items()) for run in record["runs"]]
+
+
+def _rolling(records):
+    rows = rolling_rows(records)
+    lines = ["", "## Deploys under load", ""]
+    if not rows:
+        return lines + ["Not measured (`python -m bench rolling`, or `--target cluster`)."]
+    lines += [
+        "Staff screens open and a table event every 200 ms (bench/screens.py, the documented client) while "
+        "`site.yml` deploys a changed release, then while `playbooks/rollback.yml` goes back: the graceful "
+        "reload on one app host (container), the rolling deploy behind nginx on two (cluster).",
+        "",
+    ]
+    lines += table(
+        ["target", "action", "app hosts >", "screens >", "playbook (s) >", "reconnected >", "closes"]
+        + ["handshakes failed >", "events lost >", "stale screens >", "longest gap (s) >"],
+        [
+            [name, run["action"], run["app_hosts"], run["screens"], _fmt(run["playbook_s"]), run["reconnected"]]
+            + [", ".join(f"{code}: {n}" for code, n in sorted(run["closes"].items())) or "none"]
+            + [sum(run["handshake_failures"].values()), sum(run["event_errors"].values()), run["stale"]]
+            + [_fmt(run["longest_gap_s"], 2)]
+            for name, run in rows
+        ],
+    )
+    return lines
 
 
 def _spread(spread):

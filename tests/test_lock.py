@@ -40,6 +40,6 @@ def test_the_lock_is_what_uv_makes_of_requirements_in(tmp_path):
 
 
 def test_the_app_role_installs_with_require_hashes():
-    code = yaml.safe_load((ROOT / "roles" / "app" / "tasks" / "code.yml").read_text())
+    code = yaml.safe_load((ROOT / "roles" / "app" / "tasks" / "build.yml").read_text())
     installs = [t for t in code if "ansible.builtin.pip" in t and t["ansible.builtin.pip"].get("requirements")]
     assert installs and all("--require-hashes" in t["ansible.builtin.pip"].get("extra_args", "") for t in installs)

@@ -5,6 +5,7 @@ table of variables). DEBUG is off unless set; with DEBUG off the app refuses to 
 without the settings production needs, naming them in one line.
 """
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -181,6 +182,12 @@ SIMPLE_JWT = {
 LOGIN_MAX_FAILURES = env.int("LOGIN_MAX_FAILURES", 5, minimum=1)
 LOGIN_FAILURE_WINDOW = env.int("LOGIN_FAILURE_WINDOW", 300, minimum=1)
 
+# --- Release -----------------------------------------------------------------------
+# The release this process runs: the roles' releases/<id>/release.json, read through the `current` link as
+# the worker starts. Every connection_established and every worker's report says it; "dev" outside a deploy.
+RELEASE_FILE = env.str("RELEASE_FILE", "")
+RELEASE = json.loads(Path(RELEASE_FILE).read_text())["id"] if RELEASE_FILE and Path(RELEASE_FILE).is_file() else "dev"
+
 # --- WebSocket ----------------------------------------------------------------------
 # A text frame longer than this gets an error reply (the socket stays open); the ASGI
 # server's own, larger frame limit closes the socket with 1009.
@@ -197,6 +204,10 @@ WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", 24 * 3600, minimum=1)
 # Open sockets of one user, counted over all workers; one more is closed with 4429. A load test
 # that opens thousands with one user's token sets it higher.
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", 50, minimum=1)
+# Handshakes one worker serves at once (each reads a snapshot); one more is accepted and closed at once
+# with 1013 (try again later), so that a reconnect storm is spread by the clients' backoff instead of
+# queueing on the database until handshakes time out (README: "What a client sees").
+WS_MAX_PENDING_HANDSHAKES = env.int("WS_MAX_PENDING_HANDSHAKES", 64, minimum=1)
 # Client frames a socket may send: WS_MESSAGE_RATE a second on average, WS_MESSAGE_BURST at once.
 # A frame over it gets an error reply; WS_MESSAGE_FLOOD_CLOSE such frames in a row close the socket.
 WS_MESSAGE_RATE = env.int("WS_MESSAGE_RATE", 10, minimum=1)

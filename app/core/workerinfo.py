@@ -30,6 +30,7 @@ def effective_settings(worker_class=""):
     layer = settings.CHANNEL_LAYERS["default"]
     return {
         "pid": os.getpid(),
+        "release": settings.RELEASE,
         "worker_class": worker_class,
         "asgi_application": settings.ASGI_APPLICATION,
         "allowed_hosts": list(settings.ALLOWED_HOSTS),

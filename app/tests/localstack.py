@@ -61,11 +61,14 @@ class LocalStack:
         return sorted(children(self.server.pid))
 
     def manage(self, *args):
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True, text=True
-        )
+        result = self.run_manage(*args)
         assert result.returncode == 0, result.stderr
         return result.stdout
+
+    def run_manage(self, *args):
+        return subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True, text=True
+        )
 
     def connect(self, query, **kwargs):
         url = f"ws://localhost/ws/cafe/tables/?{query}"

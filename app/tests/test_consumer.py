@@ -1,11 +1,13 @@
 """The socket at ws/cafe/tables/: checklist items 6-8 (connect, ping, events, bad input)."""
 
+import asyncio
 import json
 
 import pytest
 from channels.db import database_sync_to_async
 from django.conf import settings
 
+from apps.cafe.consumers import TableStatusConsumer
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
 from tests.conftest import close_code, connect_ok, socket_to, token_for
@@ -22,6 +24,42 @@ async def test_valid_token_gets_connection_established_with_a_snapshot(tenant):
     assert hello["branch_id"] is None
     assert len(hello["tables"]) == 4
     assert {t["status"] for t in hello["tables"]} == {"free"}
+
+
+async def test_the_hello_names_the_release_the_worker_runs(tenant, settings):
+    """Clients (and the rolling deploy's checks) see which release answered them."""
+    settings.RELEASE = "3f2a9c1b7d4e"
+    async with socket_to(token=token_for(tenant[2])) as ws:
+        assert (await connect_ok(ws))["release"] == "3f2a9c1b7d4e"
+
+
+async def test_handshakes_past_the_workers_limit_are_shed_with_1013_and_the_next_one_is_served(
+    tenant, settings, monkeypatch
+):
+    """A reconnect storm: with WS_MAX_PENDING_HANDSHAKES=2 and slow snapshots, of five handshakes at once two
+    get their hello and three are closed with 1013 (try again later) at once; once they are through, a
+    handshake is served again."""
+    settings.WS_MAX_PENDING_HANDSHAKES = 2
+    snapshot = TableStatusConsumer.__dict__["_snapshot"]
+
+    async def slow_snapshot(self):
+        await asyncio.sleep(0.5)
+        return await snapshot.__get__(self, type(self))()
+
+    monkeypatch.setattr(TableStatusConsumer, "_snapshot", slow_snapshot)
+    token = token_for(tenant[2])
+
+    async def first_frame():
+        async with socket_to(token=token) as ws:
+            connected, _ = await ws.connect(timeout=5)
+            assert connected
+            message = await ws.receive_output(timeout=5)
+            return message.get("code") if message["type"] == "websocket.close" else json.loads(message["text"])["type"]
+
+    firsts = await asyncio.gather(*(first_frame() for _ in range(5)))
+    assert sorted(firsts, key=str) == [1013, 1013, 1013, "connection_established", "connection_established"]
+    assert TableStatusConsumer.handshaking == 0
+    assert await first_frame() == "connection_established"
 
 
 async def test_ping_gets_pong(tenant):

@@ -13,11 +13,14 @@ from tests.localstack import LocalStack
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 WORKERS = 3
+RELEASE = "3f2a9c1b7d4e"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, redis_server):
-    stack = LocalStack(tmp_path_factory.mktemp("local-run"), redis_server, workers=WORKERS)
+    tmp = tmp_path_factory.mktemp("local-run")
+    (tmp / "release.json").write_text(json.dumps({"id": RELEASE}))
+    stack = LocalStack(tmp, redis_server, workers=WORKERS, RELEASE_FILE=str(tmp / "release.json"))
     yield stack
     stack.stop()
 
@@ -54,3 +57,36 @@ def test_tokens_never_reach_the_server_log(stack):
     log = stack.logs_text()
     assert "token=[redacted]" in log
     assert "eyJhbGciOi" not in log, "a JWT (they all start with this header) is in the log"
+
+
+def reports(tmp_path, stack, releases):
+    """Worker reports as gunicorn.conf.py's post_worker_init writes them (this run has no such hook)."""
+    for pid, release in zip(stack.worker_pids(), releases, strict=False):
+        (tmp_path / f"worker-{pid}.json").write_text(json.dumps({"pid": pid, "release": release}))
+    return str(tmp_path)
+
+
+def selfcheck(stack, release, folder):
+    args = ["--release", release, "--workers", str(WORKERS), "--socket", str(stack.sock), "--reports", folder]
+    return stack.run_manage("selfcheck", *args)
+
+
+def test_selfcheck_passes_when_every_worker_serves_the_release(stack, tmp_path):
+    done = selfcheck(stack, RELEASE, reports(tmp_path, stack, [RELEASE] * WORKERS))
+    assert done.returncode == 0, done.stderr
+    assert f"{WORKERS} workers run release {RELEASE}" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("expected", "reported", "says"),
+    [
+        (RELEASE, [RELEASE] * (WORKERS - 1), f"workers: {WORKERS - 1} of {WORKERS} workers have reported"),
+        (RELEASE, [RELEASE, "0ld0ld0ld0ld", RELEASE], "workers: some run release 0ld0ld0ld0ld, not"),
+        ("a1b2c3d4e5f6", ["a1b2c3d4e5f6"] * WORKERS, f"socket: the hello says release '{RELEASE}', not a1b2c3d4e5f6"),
+    ],
+    ids=["a-worker-missing", "a-worker-on-another-release", "the-socket-serves-another-release"],
+)
+def test_selfcheck_fails_naming_the_check(stack, tmp_path, expected, reported, says):
+    done = selfcheck(stack, expected, reports(tmp_path, stack, reported))
+    assert done.returncode == 1
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -132,3 +132,12 @@ def test_a_request_nginx_got_over_https_is_not_redirected_but_plain_http_is():
     )
     result = django("shell", "--verbosity", "0", "-c", probe, **PRODUCTION_ENV)
     assert result.stdout.split() == ["200", "301"], result.stdout + result.stderr
+
+
+def test_the_release_is_read_from_the_release_file_and_is_dev_without_one(tmp_path):
+    show = "from django.conf import settings as s; print(s.RELEASE)"
+    release = tmp_path / "release.json"
+    release.write_text('{"id": "3f2a9c1b7d4e", "source": "archive"}')
+    with_file = django("shell", "--verbosity", "0", "-c", show, DEBUG="1", RELEASE_FILE=str(release))
+    assert with_file.stdout.strip() == "3f2a9c1b7d4e", with_file.stderr
+    assert django("shell", "--verbosity", "0", "-c", show, DEBUG="1").stdout.strip() == "dev"

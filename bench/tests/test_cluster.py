@@ -225,13 +225,15 @@ def test_target_cluster_selects_the_cluster_preset_with_its_inventory(monkeypatc
     assert cli.parse(["fanout"]).target == "container", "the default stays the container"
 
 
-def test_all_on_the_cluster_converges_it_then_measures_fan_out_alone(monkeypatch):
+def test_all_on_the_cluster_converges_it_then_measures_fan_out_and_deploys_under_load(monkeypatch):
     done = []
     monkeypatch.setattr(cli, "ensure_cluster", lambda converge: done.append(("converge", converge)))
     monkeypatch.setattr(cli, "ensure_container", lambda converge: done.append(("container", converge)))
     monkeypatch.setattr(cli, "fanout", lambda options: done.append(("fanout", options.n, options.target)))
     monkeypatch.setattr(cli, "burst", lambda options: done.append(("burst",)))
     monkeypatch.setattr(cli, "memory", lambda options: done.append(("memory",)))
+    monkeypatch.setattr(cli, "run_rolling", lambda options: done.append(("rolling", options.screens)))
     monkeypatch.setattr(cli, "write_report", lambda options: done.append(("report",)) or 0)
     assert cli.run_all(cli.parse(["all", "--target", "cluster", "--no-converge"])) == 0
-    assert done == [("converge", False), ("fanout", cli.CLUSTER_NS, "cluster"), ("report",)]
+    rolling = ("rolling", cli.rolling.SCREENS)
+    assert done == [("converge", False), ("fanout", cli.CLUSTER_NS, "cluster"), rolling, ("report",)]

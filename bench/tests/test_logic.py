@@ -178,3 +178,44 @@ def test_the_rerun_counts_changed_tasks_from_the_play_recap():
     assert recap_changed("no recap") is None
     boxed = "  \x1b[2m\x1b[32m│\x1b[0m \x1b[32mnurcrm-local   : ok=55   changed=3    unreachable=0    failed=0\x1b[0m"
     assert recap_changed(boxed) == 3, "molecule's boxed output"
+
+
+def test_the_documented_backoff_is_full_jitter_doubling_up_to_its_cap():
+    import random
+
+    from bench.screens import BASE_S, CAP_S, backoff
+
+    rng = random.Random(7)
+    for attempt in range(10):
+        bound = min(CAP_S, BASE_S * 2**attempt)
+        draws = [backoff(attempt, rng) for _ in range(2000)]
+        assert 0 <= min(draws) and max(draws) <= bound
+        assert max(draws) > 0.95 * bound and min(draws) < 0.05 * bound  # spread over the whole window
+    assert min(CAP_S, BASE_S * 2**9) == CAP_S == 8.0
+
+
+def rolling_run(action, gap, **counts):
+    return {
+        "action": action,
+        "app_hosts": 2,
+        "screens": 300,
+        "playbook_s": 40.0,
+        "reconnected": 300,
+        "closes": {"1012": 450, **counts},
+        "handshake_failures": {},
+        "event_errors": {},
+        "stale": 0,
+        "longest_gap_s": gap,
+    }
+
+
+def test_the_report_shows_the_newest_deploy_under_load_of_each_target():
+    old = record("rolling", [rolling_run("deploy", 9.0)], target_name="cluster")
+    new = record("rolling", [rolling_run("deploy", 3.25, **{"1013": 12}), rolling_run("rollback", 2.5)], "after")
+    new["target"]["name"] = "cluster"
+    lines = report._rolling([old, new, record("rolling", [rolling_run("deploy", 4.0)])])
+    rows = [line for line in lines if line.startswith("| cluster") or line.startswith("| container")]
+    assert len(rows) == 3
+    assert "| 1012: 450, 1013: 12 |" in rows[0] and rows[0].endswith("| 3.25 |")  # the cluster's newest
+    assert all("9.00" not in row for row in rows)
+    assert report._rolling([])[-1].startswith("Not measured")

@@ -33,6 +33,7 @@ from core import fanout, layer_watch
 logger = logging.getLogger(__name__)
 
 CLOSE_FLOOD = 1008  # policy violation: WS_MESSAGE_FLOOD_CLOSE frames in a row over the rate
+CLOSE_TRY_AGAIN = 1013  # the worker has WS_MAX_PENDING_HANDSHAKES handshakes under way: back off, reconnect
 
 
 class TableStatusConsumer(AsyncWebsocketConsumer):
@@ -44,6 +45,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     allowance = None  # frames the socket may still send now (a token bucket), once it sent one
     allowance_at = 0.0  # loop time of the last refill
     over_rate = 0  # frames over the rate in a row
+    handshaking = 0  # this worker's handshakes between connect() and the hello (one count per process)
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -70,6 +72,21 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             await ws_guard.forget(self)
 
     async def connect(self):
+        """Shed load past WS_MAX_PENDING_HANDSHAKES: in a reconnect storm a worker answers the surplus at once
+        with 1013 (the client backs off with jitter and comes back) instead of queueing every snapshot read
+        until the handshakes time out. Accepted first: a close code needs an open socket."""
+        cls = TableStatusConsumer
+        if cls.handshaking >= settings.WS_MAX_PENDING_HANDSHAKES:
+            logger.info("websocket shed with 1013: %d handshakes under way in this worker", cls.handshaking)
+            await self.accept(self.scope.get("auth_subprotocol"))
+            return await self.shut(CLOSE_TRY_AGAIN, "server busy, reconnect later")
+        cls.handshaking += 1
+        try:
+            await self.open_socket()
+        finally:
+            cls.handshaking -= 1
+
+    async def open_socket(self):
         user, branch = self.scope["user"], self.scope.get("branch")
         self.company_id, self.branch_id = user.company_id, branch.pk if branch else None
         # Counted (and watched by the guard) before it joins anything: a refused socket joins nothing.
@@ -91,6 +108,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         # on another worker) rather than closing an accepted socket before its snapshot.
         hello = self.tables_message(
             "connection_established",
+            release=settings.RELEASE,
             company_id=str(self.company_id),
             branch_id=str(self.branch_id) if self.branch_id else None,
             tables=await self._snapshot(),

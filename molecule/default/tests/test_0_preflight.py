@@ -24,6 +24,13 @@ def test_an_empty_redis_password_fails_in_preflight(inventory):
     assert "redis_password is empty" in output and "changed=0" in output, output[-1500:]
 
 
+def test_keeping_fewer_than_two_releases_fails_in_preflight(inventory):
+    """A rollback goes back to the release before the current one: it must be kept."""
+    returncode, output = playbook("-i", inventory, "-e", '{"app_releases_kept": 1}')
+    assert returncode != 0
+    assert "app_releases_kept is 1: keep at least 2 releases" in output and "changed=0" in output, output[-1500:]
+
+
 def test_a_git_deploy_must_pin_a_commit(inventory):
     """A branch or tag moves under a deploy; a commit does not."""
     returncode, output = playbook("-i", inventory, "-e", '{"app_git_repo": "https://example.org/nurcrm.git"}')

@@ -328,14 +328,14 @@ def parents(path):
 
 
 def test_the_app_user_can_replace_nothing_that_root_runs(app):
-    """What root runs in a deploy or a doctor walk (the code, the virtualenv, nurcrm-manage, the code's archive):
-    as the app user, no file or folder of it, and no folder above it, can be written, so none can be renamed
-    or replaced."""
+    """What root runs in a deploy or a doctor walk (every release's code and archive, the virtualenvs, the
+    `current` link, nurcrm-manage): as the app user, no file or folder of it, and no folder above it, can be
+    written, so none can be renamed or replaced."""
     runs = app.check_output(f"systemctl show -p WorkingDirectory -p ExecStart --value {SERVICE}")
-    code, venv = "/opt/nurcrm/app", "/opt/nurcrm/venv"
-    assert code in runs and f"{venv}/bin/gunicorn" in runs, runs
-    roots = [code, venv, "/opt/nurcrm/app.tar", "/usr/local/bin/nurcrm-manage"]
-    writable = app.check_output(f"runuser -u {APP_USER} -- find {' '.join(roots)} -writable")
+    code, venv = "/opt/nurcrm/current/app", "/opt/nurcrm/current/venv"
+    assert f"{venv}/bin/gunicorn" in runs and code in app.file("/etc/nurcrm/gunicorn.conf.py").content_string, runs
+    roots = ["/opt/nurcrm/releases", "/opt/nurcrm/venvs", "/opt/nurcrm/current", "/usr/local/bin/nurcrm-manage"]
+    writable = app.check_output(f"runuser -u {APP_USER} -- find -H {' '.join(roots)} -writable")
     assert writable == "", f"the app user can write {writable.split()[:10]}"
     above = sorted({folder for root in roots for folder in parents(root)})
     open_above = [folder for folder in above if app.run(f"runuser -u {APP_USER} -- test -w {folder}").rc == 0]
@@ -386,10 +386,10 @@ def package(name):
 
 def test_the_virtualenv_holds_the_lock_and_nothing_else(app):
     """The deploy installed app/requirements.txt (every entry pinned and hashed) with --require-hashes, and
-    removed what the lock does not list (uvicorn[standard]'s reloader, .env and YAML support)."""
-    lock = app.file("/opt/nurcrm/app/requirements.txt").content_string
+    nothing the lock does not list (uvicorn[standard]'s reloader, .env and YAML support)."""
+    lock = app.file("/opt/nurcrm/current/app/requirements.txt").content_string
     locked = {package(name): version for name, version in re.findall(r"(?m)^([A-Za-z0-9][\w.-]*)==([^\s;]+)", lock)}
-    listed = app.check_output("/opt/nurcrm/venv/bin/pip list --format=json --exclude pip --exclude setuptools")
+    listed = app.check_output("/opt/nurcrm/current/venv/bin/pip list --format=json --exclude pip --exclude setuptools")
     assert {package(p["name"]): p["version"] for p in json.loads(listed)} == locked
     assert not {"watchfiles", "python-dotenv", "pyyaml"} & set(locked)
 
