@@ -3,12 +3,14 @@ redis-server on loopback, seed_demo, issue_token, and a WebSocket client (checkl
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 from websockets.exceptions import ConnectionClosed
 
 from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
-from tests.localstack import LocalStack
+from tests.localstack import APP_DIR, LocalStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -75,6 +77,40 @@ def test_selfcheck_passes_when_every_worker_serves_the_release(stack, tmp_path):
     done = selfcheck(stack, RELEASE, reports(tmp_path, stack, [RELEASE] * WORKERS))
     assert done.returncode == 0, done.stderr
     assert f"{WORKERS} workers run release {RELEASE}" in done.stdout
+
+
+SENDER = f"""
+import asyncio
+from channels.layers import get_channel_layer
+from apps.cafe.models import Table
+from apps.cafe.notifications import TABLE_STATUS_CHANGED, table_payload
+from apps.cafe.groups import recipient_groups
+table = Table.objects.filter(company_id="{DEMO_COMPANY_ID}").first()
+message = {{"type": TABLE_STATUS_CHANGED, "data": table_payload(table)}}
+
+async def flood():
+    layer = get_channel_layer()
+    print("sending", flush=True)
+    while True:  # about a thousand a second, each as the real sender sends it
+        for group in recipient_groups(table.company_id, table.branch_id):
+            await layer.group_send(group, message)
+        await asyncio.sleep(0.001)
+
+asyncio.run(flood())
+"""
+
+
+def test_selfcheck_passes_on_a_live_host_whose_events_come_before_the_pong(stack, tmp_path):
+    """A host rejoins the upstream under load: its company's events reach the check's sockets too."""
+    folder = reports(tmp_path, stack, [RELEASE] * WORKERS)
+    command = [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SENDER]
+    with subprocess.Popen(command, cwd=APP_DIR, env=stack.env, stdout=subprocess.PIPE, text=True) as sender:
+        try:
+            assert sender.stdout.readline().strip() == "sending"
+            done = selfcheck(stack, RELEASE, folder)
+        finally:
+            sender.kill()
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,15 @@ TIMEOUT = 10
 SHED = 1013  # a worker busy with a reconnect storm (the clients this host just closed): back off, try again
 
 
+async def pong(ws):
+    """The reply to ping: pong, or an error frame. The host is live, so its company's events (and a
+    snapshot after a layer reset) may come first; they are not replies, and are skipped."""
+    while (reply := json.loads(await ws.recv())).get("type") not in ("pong", "error"):
+        pass
+    if reply["type"] != "pong":
+        raise CommandError(f"socket: ping was answered with error {reply.get('code')!r}, not pong")
+
+
 class Command(BaseCommand):
     help = "Check that this host's workers serve the release (reports, a handshake, ping)."
 
@@ -83,9 +92,7 @@ class Command(BaseCommand):
                 if hello.get("release") != release:
                     raise CommandError(f"socket: the hello says release {hello.get('release')!r}, not {release}")
                 await ws.send(json.dumps({"action": "ping"}))
-                reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-                if reply.get("type") != "pong":
-                    raise CommandError(f"socket: ping was answered with {reply.get('type')!r}, not pong")
+                await asyncio.wait_for(pong(ws), TIMEOUT)
         except CommandError:
             raise
         except Exception as exc:  # refused, closed, timed out: one line, not a traceback
