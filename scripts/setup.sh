@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what this project needs on a fresh Debian 12 machine (run as root):
-# Debian packages, then one virtualenv (.venv) with the pinned Python requirements.
+# Debian packages, then one virtualenv (.venv) with the pinned Python requirements, then promtool and amtool.
 # Safe to rerun: it skips what is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,5 +34,19 @@ if [[ ! -f "$stamp" ]]; then
   .venv/bin/pip install -q -e .
   rm -f .venv/.requirements-*
   touch "$stamp"
+fi
+# promtool and amtool (Debian's prometheus and prometheus-alertmanager) for the alert rules' tests, taken out of
+# the packages rather than installed, so this machine does not start a Prometheus of its own.
+if [[ ! -x .venv/bin/promtool || ! -x .venv/bin/amtool ]]; then
+  echo "setup: extracting promtool and amtool into .venv/bin"
+  mkdir -p .cache/debs
+  (cd .cache/debs && { apt-get download -q prometheus prometheus-alertmanager \
+    || { apt-get -o DPkg::Lock::Timeout=300 update -q && apt-get download -q prometheus prometheus-alertmanager; }; })
+  unpacked=$(mktemp -d)
+  for deb in .cache/debs/prometheus_*.deb .cache/debs/prometheus-alertmanager_*.deb; do
+    dpkg-deb -x "$deb" "$unpacked"
+  done
+  install -m 0755 "$unpacked/usr/bin/promtool" "$unpacked/usr/bin/amtool" .venv/bin/
+  rm -rf "$unpacked"
 fi
 echo "setup: ready (.venv)"
