@@ -4,10 +4,12 @@
     nurcrm-doctor -i inventory/prod --json         the same as JSON
     nurcrm-doctor -i inventory/prod --fix          rerun the first broken layer's playbook, walk again
     nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
+    nurcrm-doctor -i inventory/prod --metrics F.prom  also write the run as metrics for node-exporter (not with --fix)
 
 Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails (a host that does not
 answer while others do fails too), 2 the doctor could not look (a missing tool, an unreadable inventory,
-no host that answers: one line on stderr).
+no host that answers, a host seen without root: one line on stderr; --metrics then writes
+nurcrm_doctor_up 0), or the metrics file cannot be written.
 
 The walk changes nothing on the hosts: it reads configuration, processes and logs, mints a token
 (no database write), and sends one table_status_changed event of an unchanged table to the token
@@ -20,11 +22,13 @@ import sys
 import textwrap
 import time
 from dataclasses import asdict
+from pathlib import Path
 
+from doctor import metrics
 from doctor.fix import rerun
 from doctor.hosts import DoctorError, use_own_tools
 from doctor.registry import first_failure
-from doctor.walk import recent_log_lines, walk
+from doctor.walk import measured, recent_log_lines, walk
 
 HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
 
@@ -33,7 +37,8 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="nurcrm-doctor",
         description=__doc__.split("\n\n")[0],
-        epilog="Exit status: 0 every check passes, 1 a check fails, 2 the doctor could not look.",
+        epilog="Exit status: 0 every check passes, 1 a check fails, 2 the doctor could not look (--metrics writes "
+        "nurcrm_doctor_up 0) or cannot write the --metrics file.",
     )
     parser.add_argument("-i", "--inventory", default="inventory/local", help="Ansible inventory (default: %(default)s)")
     parser.add_argument("--user", help="user to mint the token for (default: inventory var doctor_user, else demo)")
@@ -42,9 +47,24 @@ def parse_args(argv):
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--fix", action="store_true", help="rerun the first broken layer's playbook, then walk again")
     parser.add_argument("--check", action="store_true", help="with --fix: show what the rerun would change, only")
+    parser.add_argument(
+        "--metrics",
+        metavar="FILE",
+        type=Path,
+        help="also write the run as Prometheus metrics to FILE (*.prom, for node-exporter's textfile collector), "
+        "replacing it at once; nurcrm_doctor_up 0 when the doctor could not look. Not with --fix",
+    )
     args = parser.parse_args(argv)
     if args.check and not args.fix:
         parser.error("--check goes with --fix")
+    if args.metrics:
+        # One line, before the walk: a watcher's file must not end up where nothing reads it.
+        if args.fix:
+            parser.exit(CANNOT_LOOK, "nurcrm-doctor: --metrics goes without --fix: the watcher only looks\n")
+        if args.metrics.suffix != ".prom":
+            parser.exit(CANNOT_LOOK, f"nurcrm-doctor: --metrics {args.metrics}: node-exporter reads only *.prom\n")
+        if not args.metrics.parent.is_dir():
+            parser.exit(CANNOT_LOOK, f"nurcrm-doctor: --metrics {args.metrics}: no directory {args.metrics.parent}\n")
     return args
 
 
@@ -62,6 +82,7 @@ def report(results, facts, seconds):
         "first_failure": asdict(first) if first else None,
         "recent_errors": recent_log_lines(facts) if first else [],
         "results": [asdict(r) for r in results],
+        "measured": measured(facts),
         "seconds": round(seconds, 1),
     }
 
@@ -136,9 +157,9 @@ def fix(args, before, say):
     return done, status(done["after"]), lines
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    use_own_tools()
+def run(args):
+    """Walk (and with --fix, rerun and walk again), printing as it goes: the exit status, and the first walk's
+    report (None when the doctor could not look)."""
     try:
         before = look(args)
         if not args.fix or before["blind"]:
@@ -149,13 +170,13 @@ def main(argv=None):
                     + "; ".join(before["blind"].values())
                     + ". Give the doctor root: ansible_become: true in the inventory, or --sudo"
                 )
-            return status(before)
+            return status(before), before
         if not args.json:
             print("Before:\n" + table(before) + "\n")
         done, code, lines = fix(args, before, say=(lambda _: None) if args.json else print)
     except DoctorError as exc:
         print(f"nurcrm-doctor: {exc}", file=sys.stderr)
-        return CANNOT_LOOK
+        return CANNOT_LOOK, None
     if args.json:
         print(json.dumps(done, indent=2))
     else:
@@ -164,6 +185,19 @@ def main(argv=None):
             print("\nAfter:\n" + table(done["after"]))
             print("\nBefore -> after:")
             print("\n".join(f"  {line}" for line in changes(before, done["after"])) or "  (no check changed)")
+    return code, before
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    use_own_tools()
+    code, seen = run(args)
+    if args.metrics:
+        try:
+            metrics.write(args.metrics, metrics.collect(seen, now=time.time()))
+        except OSError as exc:
+            print(f"nurcrm-doctor: cannot write the metrics to {args.metrics}: {exc.strerror or exc}", file=sys.stderr)
+            return CANNOT_LOOK
     return code
 
 

@@ -2,6 +2,7 @@
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from doctor import checks  # noqa: F401 (importing it registers the checks)
 from doctor.facts import Facts
@@ -124,6 +125,18 @@ def walk(inventory, **options):
     """Gather, then every check in walk order: (facts, results)."""
     facts = gather(inventory, **options)
     return facts, evaluate(facts)
+
+
+def measured(facts):
+    """What the walk timed and read from the client's side, for the metrics (doctor/metrics.py): the socket's
+    ping -> pong, the test notification's arrival after the sender started (its start-up included), and the
+    served certificate's notAfter as unix time; None where the walk did not get that far."""
+    session, not_after = facts.session or {}, facts.tls.get("not_after")
+    return {
+        "ping_seconds": session["pong_ms"] / 1000 if session.get("pong_ms") is not None else None,
+        "delivery_seconds": session["event_ms"] / 1000 if session.get("event_ms") is not None else None,
+        "certificate_expiry_timestamp_seconds": datetime.fromisoformat(not_after).timestamp() if not_after else None,
+    }
 
 
 def recent_log_lines(facts):

@@ -3,7 +3,8 @@
 healthy_host.json is one host's probe answer and the client's view, as the doctor gathered them
 from the converged local stack (the token, certificates and the Redis URL's fingerprint replaced).
 Tests copy it and change what each case needs; `make_sentinel_cluster` spreads it over
-molecule/cluster's hosts, with Redis under Sentinel.
+molecule/cluster's hosts, with Redis under Sentinel. The `doctor` fixture runs the command (cli.main)
+over FakeHosts: an inventory whose hosts answer with such facts, or do not answer.
 """
 
 import copy
@@ -12,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from doctor import checks  # noqa: F401 (importing it registers the checks)
-from doctor.checks import LOOPBACK
+from doctor import cli, walk
+from doctor.checks import LOOPBACK  # importing doctor.checks registers the checks
 from doctor.facts import GROUPS, Facts
+from doctor.hosts import Unreachable
 from doctor.registry import REGISTRY, evaluate
 from doctor.site import Site
 
@@ -129,3 +131,79 @@ def judge(name, facts):
 @pytest.fixture
 def facts():
     return make_facts()
+
+
+REFUSED = "Error response from daemon: container 1f0c is not running"
+INVENTORY = "molecule/cluster/inventory"
+PUBLIC_NAME = "cluster.nurcrm.test"  # the inventory's nginx_server_name
+
+
+def silence(facts, *names):
+    """These hosts did not answer the walk's probe, as doctor/walk.py records it."""
+    for name in names:
+        facts.hosts[name] = {"unreachable": REFUSED}
+
+
+# --- The command, over a fake inventory whose hosts answer with hand-made facts ---------------------------
+class FakeHosts:
+    """doctor.hosts.Hosts over a Facts: each host answers its facts (the token where asked), or raises Unreachable
+    if it is `down`, or after its facts if it `stops`."""
+
+    def __init__(self, facts, down=(), stops=()):
+        self.facts, self.down, self.stops, self.groups, self.asked = facts, set(down), set(stops), facts.groups, []
+
+    def names(self):
+        return list(self.facts.hosts)
+
+    def variables(self, name):
+        return {
+            "nginx_certificate_source": "provided",
+            "nginx_server_name": "{{ nurcrm_domain }}",
+            "nurcrm_domain": PUBLIC_NAME,
+        }
+
+    def probe(self, name, mode, **args):
+        self.asked.append((name, mode))
+        if name in self.down or (name in self.stops and mode != "facts"):
+            raise Unreachable(name, REFUSED)
+        facts = copy.deepcopy(self.facts.hosts[name])
+        if not args.get("token_user"):
+            facts.pop("token", None)
+        answers = {
+            "facts": facts,
+            "token": {"token": HEALTHY["host"]["token"], "token_error": ""},
+            "send": copy.deepcopy(HEALTHY["session"]["send"]),
+            "logs": {"gunicorn": [], "nginx": []},
+        }
+        return answers[mode]
+
+
+def client_side(monkeypatch):
+    """The client's view of a healthy site, the session sending through the session host."""
+    monkeypatch.setattr(walk, "tls_facts", lambda site: copy.deepcopy(HEALTHY["tls"]))
+    monkeypatch.setattr(walk, "handshake", lambda site: copy.deepcopy(HEALTHY["handshake"]))
+    session = HEALTHY["session"]
+    monkeypatch.setattr(
+        walk,
+        "session",
+        lambda site, token, send: {**copy.deepcopy(session), "send": send(session["hello"]["company_id"])},
+    )
+
+
+def walk_over(monkeypatch, fake):
+    monkeypatch.setattr(walk, "Hosts", lambda inventory, sudo=False: fake)
+    return fake
+
+
+@pytest.fixture
+def doctor(monkeypatch, capsys):
+    """nurcrm-doctor over the cluster with these hosts down: (exit status, stdout, stderr)."""
+    client_side(monkeypatch)
+
+    def run(*args, down=()):
+        walk_over(monkeypatch, FakeHosts(make_sentinel_cluster(), down=down))
+        code = cli.main(["-i", INVENTORY, *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

@@ -2,25 +2,24 @@
 with a fix no playbook makes, the rest on it are skipped, every other host is still judged, and that failure is
 the first to fix. When no host answers the doctor cannot look: one line, exit status 2."""
 
-import copy
 import json
 
 import pytest
-from conftest import HEALTHY, make_sentinel_cluster, redis_at
+from conftest import (
+    INVENTORY,
+    PUBLIC_NAME,
+    REFUSED,
+    FakeHosts,
+    client_side,
+    make_sentinel_cluster,
+    redis_at,
+    silence,
+    walk_over,
+)
 
 from doctor import cli, walk
-from doctor.hosts import Unreachable, rendered
+from doctor.hosts import rendered
 from doctor.registry import HOST, evaluate, first_failure
-
-REFUSED = "Error response from daemon: container 1f0c is not running"
-INVENTORY = "molecule/cluster/inventory"
-PUBLIC_NAME = "cluster.nurcrm.test"  # the inventory's nginx_server_name
-
-
-def silence(facts, *names):
-    """These hosts did not answer the walk's probe, as doctor/walk.py records it."""
-    for name in names:
-        facts.hosts[name] = {"unreachable": REFUSED}
 
 
 def results_on(results, host):
@@ -146,71 +145,6 @@ def test_with_a_web_host_down_while_the_site_answers_the_client_side_checks_pass
     ]
     assert all(r.ok for r in site), site
     assert by_check(results)["web_hosts_agree_on_upstream", "web1"].status == "skip"
-
-
-# --- The command, over a fake inventory whose hosts answer with hand-made facts ---------------------------
-class FakeHosts:
-    """doctor.hosts.Hosts over a Facts: each host answers its facts (the token where asked), or raises Unreachable
-    if it is `down`, or after its facts if it `stops`."""
-
-    def __init__(self, facts, down=(), stops=()):
-        self.facts, self.down, self.stops, self.groups, self.asked = facts, set(down), set(stops), facts.groups, []
-
-    def names(self):
-        return list(self.facts.hosts)
-
-    def variables(self, name):
-        return {
-            "nginx_certificate_source": "provided",
-            "nginx_server_name": "{{ nurcrm_domain }}",
-            "nurcrm_domain": PUBLIC_NAME,
-        }
-
-    def probe(self, name, mode, **args):
-        self.asked.append((name, mode))
-        if name in self.down or (name in self.stops and mode != "facts"):
-            raise Unreachable(name, REFUSED)
-        facts = copy.deepcopy(self.facts.hosts[name])
-        if not args.get("token_user"):
-            facts.pop("token", None)
-        answers = {
-            "facts": facts,
-            "token": {"token": HEALTHY["host"]["token"], "token_error": ""},
-            "send": copy.deepcopy(HEALTHY["session"]["send"]),
-            "logs": {"gunicorn": [], "nginx": []},
-        }
-        return answers[mode]
-
-
-def client_side(monkeypatch):
-    """The client's view of a healthy site, the session sending through the session host."""
-    monkeypatch.setattr(walk, "tls_facts", lambda site: copy.deepcopy(HEALTHY["tls"]))
-    monkeypatch.setattr(walk, "handshake", lambda site: copy.deepcopy(HEALTHY["handshake"]))
-    session = HEALTHY["session"]
-    monkeypatch.setattr(
-        walk,
-        "session",
-        lambda site, token, send: {**copy.deepcopy(session), "send": send(session["hello"]["company_id"])},
-    )
-
-
-def walk_over(monkeypatch, fake):
-    monkeypatch.setattr(walk, "Hosts", lambda inventory, sudo=False: fake)
-    return fake
-
-
-@pytest.fixture
-def doctor(monkeypatch, capsys):
-    """nurcrm-doctor over the cluster with these hosts down: (exit status, stdout, stderr)."""
-    client_side(monkeypatch)
-
-    def run(*args, down=()):
-        walk_over(monkeypatch, FakeHosts(make_sentinel_cluster(), down=down))
-        code = cli.main(["-i", INVENTORY, *args])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 def test_when_the_first_app_host_does_not_answer_the_next_one_mints_the_token(monkeypatch):
