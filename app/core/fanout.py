@@ -32,6 +32,8 @@ import json
 import logging
 import types
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 BACKLOG = 100  # as RedisChannelLayer's channel capacity
@@ -60,14 +62,16 @@ class Outlet:
         self.closed = False
 
     def put(self, text):
+        """Whether the frame was taken: written, or queued behind the frames before it."""
         if self.closed:
-            return
+            return False
         if self.backlog is None:
-            self._send_now(text)
-        elif len(self.backlog) < BACKLOG:
+            return self._send_now(text)
+        if len(self.backlog) < BACKLOG:
             self.backlog.append(text)
-        else:
-            self._overflow()
+            return True
+        self._overflow()
+        return False
 
     def open(self):
         """The consumer has sent its hello: write what queued meanwhile, then write at once."""
@@ -90,13 +94,14 @@ class Outlet:
         try:
             waiting_for = send.send(None)
         except StopIteration:
-            return  # written
+            return True  # written
         except Exception as exc:
             send.close()
             self._failed(exc)
-            return
+            return False
         self.backlog = collections.deque()
         self._continue((send, waiting_for))
+        return True
 
     def _continue(self, started):
         self.task = asyncio.ensure_future(self._drain(started))
@@ -133,6 +138,7 @@ class Outlet:
             self.consumer.channel_name,
             BACKLOG,
         )
+        metrics.BACKLOG_CLOSES.inc()
         self.close()
         asyncio.ensure_future(_close(self.consumer, 1013))
 

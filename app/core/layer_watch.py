@@ -39,6 +39,8 @@ from django.conf import settings
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from core import metrics
+
 logger = logging.getLogger(__name__)
 
 RESET = {"type": "layer.reset"}
@@ -109,6 +111,7 @@ class LayerWatch:
         try:
             await self.check(first)
         except Exception as exc:
+            metrics.REDIS_ERRORS.labels(where="layer_watch").inc()
             if not self.unreachable:
                 logger.warning(
                     "channel layer watch: Redis unreachable (%r); polling on every %s s",
@@ -129,6 +132,7 @@ class LayerWatch:
                 "Redis lost the channel layer's data (a restart or a flush): %d socket(s) rejoin and resync",
                 len(self.consumers),
             )
+            metrics.LAYER_RESETS.inc()
             self.to_reset |= self.consumers
         now = asyncio.get_running_loop().time()
         if now >= self.rejoin_at:

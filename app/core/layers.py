@@ -10,7 +10,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core import fanout, redisconn
+from core import fanout, metrics, redisconn
 
 BACKENDS = {
     "redis": "core.layers.RedisChannelLayer",
@@ -123,18 +123,20 @@ class _FanoutShard(channels_redis.pubsub.RedisSingleShardConnection):
         members = layer.groups.get(name) if name not in layer.channels else None
         if not members:
             return super()._receive_message(message)
-        data, outlets, text = message["data"], layer.outlets, None
+        data, outlets, text, written = message["data"], layer.outlets, None, 0
         for channel in list(members):
             outlet = outlets.get(channel)
             if outlet is not None:
                 if text is None:  # encoded once for every member of this worker, whoever sent it
                     text = fanout.frame(layer.channel_layer.deserialize(data)) or False
                 if text:
-                    outlet.put(text)
+                    written += outlet.put(text)
                     continue
             queue = layer.channels.get(channel)
             if queue is not None:
                 queue.put_nowait(data)
+        if written:  # one count per broadcast, not per socket
+            metrics.FRAMES_WRITTEN.inc(written)
 
 
 def channel_layers(

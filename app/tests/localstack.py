@@ -19,8 +19,9 @@ def children(pid):
 
 
 class LocalStack:
-    def __init__(self, tmp, redis_url, workers=3, layer="redis", **settings):
-        """`settings` are more environment variables of the app (WS_MAX_LIFETIME="2", say)."""
+    def __init__(self, tmp, redis_url, workers=3, layer="redis", config=None, **settings):
+        """`settings` are more environment variables of the app (WS_MAX_LIFETIME="2", say); `config` a
+        gunicorn config file (the command line's options override it)."""
         self.workers = workers
         self.env = {
             "PATH": os.environ["PATH"],
@@ -37,6 +38,7 @@ class LocalStack:
         self.manage("seed_demo")
         self.sock, self.log, self.output = tmp / "asgi.sock", tmp / "gunicorn.log", tmp / "gunicorn.out"
         command = [sys.executable, "-m", "gunicorn", "core.asgi:application"]
+        command += ["--config", str(config)] if config else []
         command += ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers)]
         command += ["--bind", f"unix:{self.sock}", "--error-logfile", str(self.log), "--log-level", "info"]
         with open(self.output, "wb") as out:  # the workers' stdout and stderr (Django's own log lines)
@@ -65,9 +67,15 @@ class LocalStack:
         assert result.returncode == 0, result.stderr
         return result.stdout
 
+    @property
+    def manage_env(self):
+        """A command's environment, as nurcrm-manage's on a host: the app's, without the unit's metrics folder
+        (a command is no worker, and nothing would remove its files)."""
+        return {name: value for name, value in self.env.items() if name != "PROMETHEUS_MULTIPROC_DIR"}
+
     def run_manage(self, *args):
         return subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.env, capture_output=True, text=True
+            [sys.executable, "manage.py", *args], cwd=APP_DIR, env=self.manage_env, capture_output=True, text=True
         )
 
     def connect(self, query, **kwargs):

@@ -27,9 +27,18 @@ def test_seed_demo_twice_changes_nothing():
     counts = (Company.objects.count(), Branch.objects.count(), Table.objects.count(), User.objects.count())
     second = run("seed_demo")
     assert "changed:" in first and second.splitlines()[-1] == "unchanged"
-    assert counts == (1, 2, 9, 1)
+    assert counts == (2, 2, 10, 2)  # the demo company's 2 branches, 9 tables, its user; the watchdog's own
     assert (Company.objects.count(), Branch.objects.count(), Table.objects.count(), User.objects.count()) == counts
     assert str(DEMO_COMPANY_ID) in second
+
+
+def test_seed_demo_puts_the_watchdog_in_a_company_of_its_own():
+    """The monitoring doctor's test notifications go to the watchdog's one table, never to a demo screen."""
+    run("seed_demo")
+    watchdog = User.objects.get(username="watchdog")
+    assert str(watchdog.company_id) == "5eed0000-0000-4000-8000-0000000000dc" != str(DEMO_COMPANY_ID)
+    assert watchdog.branch_id is None and not watchdog.has_usable_password()
+    assert Table.objects.filter(company_id=watchdog.company_id).count() == 1
 
 
 def test_seed_demo_sets_a_password_once():

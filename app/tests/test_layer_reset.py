@@ -210,7 +210,7 @@ CLIENTS = 12
 CHANGE = "from apps.cafe.models import Table; Table.objects.filter(number=1).update(status='cleaning')"
 SNAPSHOT = (
     "import json; from apps.cafe.models import Table; from apps.cafe.notifications import table_payload; "
-    "print(json.dumps([table_payload(t) for t in Table.objects.all()]))"
+    f"print(json.dumps([table_payload(t) for t in Table.objects.filter(company_id='{DEMO_COMPANY_ID}')]))"
 )
 
 

@@ -2,14 +2,19 @@
 redis-server on loopback, seed_demo, issue_token, and a WebSocket client (checklist items 2, 3, 8)."""
 
 import asyncio
+import collections
 import json
 import subprocess
 import sys
+import time
+import urllib.request
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
+from tests.conftest import free_port
 from tests.localstack import APP_DIR, LocalStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -22,7 +27,14 @@ RELEASE = "3f2a9c1b7d4e"
 def stack(tmp_path_factory, redis_server):
     tmp = tmp_path_factory.mktemp("local-run")
     (tmp / "release.json").write_text(json.dumps({"id": RELEASE}))
-    stack = LocalStack(tmp, redis_server, workers=WORKERS, RELEASE_FILE=str(tmp / "release.json"))
+    (tmp / "metrics").mkdir()
+    stack = LocalStack(
+        tmp,
+        redis_server,
+        workers=WORKERS,
+        RELEASE_FILE=str(tmp / "release.json"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp / "metrics"),
+    )
     yield stack
     stack.stop()
 
@@ -59,6 +71,59 @@ def test_tokens_never_reach_the_server_log(stack):
     log = stack.logs_text()
     assert "token=[redacted]" in log
     assert "eyJhbGciOi" not in log, "a JWT (they all start with this header) is in the log"
+
+
+SOCKETS = 12
+
+
+def open_sockets(port):
+    """nurcrm_ws_open_sockets as the exporter serves it: {worker pid: sockets open in it}."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        families = text_string_to_metric_families(answer.read().decode())
+    found = collections.Counter()
+    for sample in (s for family in families for s in family.samples if s.name == "nurcrm_ws_open_sockets"):
+        found[int(sample.labels["pid"])] += sample.value
+    return found
+
+
+async def test_the_exporter_adds_up_the_open_sockets_of_every_worker(stack):
+    """12 sockets at once over the three workers: the exporter, a process of its own reading the workers'
+    PROMETHEUS_MULTIPROC_DIR, serves each worker's count, and they add up to 12; closed, to 0."""
+    port = free_port()
+    command = [sys.executable, "-m", "core.metrics_server", "--listen", f"127.0.0.1:{port}"]
+    command += ["--dir", stack.env["PROMETHEUS_MULTIPROC_DIR"]]
+    exporter = subprocess.Popen(command, cwd=APP_DIR, stderr=subprocess.DEVNULL)
+    token = stack.manage("issue_token", "--user", "demo").strip()
+    sockets = []
+    try:
+        sockets = await asyncio.gather(*(stack.connect(f"token={token}") for _ in range(SOCKETS)))
+        for ws in sockets:
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_established"
+        counts = await asyncio.to_thread(until, lambda: open_sockets(port), lambda c: c.total() == SOCKETS)
+        assert set(counts) == set(stack.worker_pids()), "a series per worker, and only the workers'"
+        assert sum(1 for n in counts.values() if n) >= 2, f"the sockets all went to one worker: {counts}"
+        for ws in sockets:
+            await ws.close()
+        await asyncio.to_thread(until, lambda: open_sockets(port), lambda c: c.total() == 0)
+    finally:
+        for ws in sockets:
+            await ws.close()
+        exporter.terminate()
+        exporter.wait(10)
+
+
+def until(read, done, timeout=10):
+    """read() until done(what it read); the exporter may not answer yet, the sockets may still be closing."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = read()
+            if done(found):
+                return found
+        except OSError:
+            found = "no answer"
+        assert time.monotonic() < deadline, f"last read: {found}"
+        time.sleep(0.1)
 
 
 def reports(tmp_path, stack, releases):
@@ -104,7 +169,7 @@ def test_selfcheck_passes_on_a_live_host_whose_events_come_before_the_pong(stack
     """A host rejoins the upstream under load: its company's events reach the check's sockets too."""
     folder = reports(tmp_path, stack, [RELEASE] * WORKERS)
     command = [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SENDER]
-    with subprocess.Popen(command, cwd=APP_DIR, env=stack.env, stdout=subprocess.PIPE, text=True) as sender:
+    with subprocess.Popen(command, cwd=APP_DIR, env=stack.manage_env, stdout=subprocess.PIPE, text=True) as sender:
         try:
             assert sender.stdout.readline().strip() == "sending"
             done = selfcheck(stack, RELEASE, folder)

@@ -16,6 +16,7 @@ client reconnects (see TableStatusConsumer.__call__).
 import asyncio
 import json
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -28,7 +29,7 @@ from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
 from apps.users import ws_guard
-from core import fanout, layer_watch
+from core import fanout, layer_watch, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     allowance_at = 0.0  # loop time of the last refill
     over_rate = 0  # frames over the rate in a row
     handshaking = 0  # this worker's handshakes between connect() and the hello (one count per process)
+    counted_as = None  # the company size bucket it is counted under in the open sockets, while open
 
     async def __call__(self, scope, receive, send):
         """Close with 1012 (service restart) when Redis stays unreachable; the client reconnects.
@@ -61,11 +63,13 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         except (RedisConnectionError, RedisTimeoutError) as exc:
+            metrics.REDIS_ERRORS.labels(where="consumer").inc()
             if not self.is_open:
                 raise
             logger.warning("Redis unreachable (%s): closing the socket with 1012, the client reconnects", exc)
             await self.close(code=1012)
         finally:
+            self._uncount()
             layer_watch.forget(self)
             self._drop_outlet()
             await self._leave_group()
@@ -78,6 +82,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         cls = TableStatusConsumer
         if cls.handshaking >= settings.WS_MAX_PENDING_HANDSHAKES:
             logger.info("websocket shed with 1013: %d handshakes under way in this worker", cls.handshaking)
+            metrics.HANDSHAKES.labels(outcome=str(CLOSE_TRY_AGAIN)).inc()
             await self.accept(self.scope.get("auth_subprotocol"))
             return await self.shut(CLOSE_TRY_AGAIN, "server busy, reconnect later")
         cls.handshaking += 1
@@ -94,6 +99,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             logger.info(
                 "websocket refused with 4429: user %s has %d sockets open", user.pk, settings.WS_MAX_SOCKETS_PER_USER
             )
+            metrics.HANDSHAKES.labels(outcome=str(ws_guard.CLOSE_TOO_MANY_SOCKETS)).inc()
             await self.accept(self.scope.get("auth_subprotocol"))
             return await self.shut(ws_guard.CLOSE_TOO_MANY_SOCKETS, "too many open sockets for this user")
         self.group = socket_group(self.company_id, self.branch_id)
@@ -106,21 +112,30 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         # Joined before the snapshot is read, so no change falls between the two; read before
         # accepting, so that a worker stopping meanwhile answers the handshake (nginx retries it
         # on another worker) rather than closing an accepted socket before its snapshot.
+        started = time.perf_counter()
+        tables = await self._snapshot()
+        metrics.SNAPSHOT_SECONDS.observe(time.perf_counter() - started)
+        # The company's size, in the open sockets' metric: a company-wide snapshot holds all its tables.
+        size = metrics.company_size(await self._company_tables() if self.branch_id else len(tables))
         hello = self.tables_message(
             "connection_established",
             release=settings.RELEASE,
             company_id=str(self.company_id),
             branch_id=str(self.branch_id) if self.branch_id else None,
-            tables=await self._snapshot(),
+            tables=tables,
         )
         await self.accept(self.scope.get("auth_subprotocol"))
         self.is_open = True
+        metrics.HANDSHAKES.labels(outcome="accepted").inc()
+        self.counted_as = size
+        metrics.OPEN_SOCKETS.labels(company_size=self.counted_as).inc()
         await self.send_json(hello)
         if self.outlet:
             self.outlet.open()
 
     async def disconnect(self, code):
         self.is_open = False
+        self._uncount()
         self._drop_outlet()
         await self._leave_group()
 
@@ -141,6 +156,11 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         if not self.closing:
             await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
+    def _uncount(self):
+        if self.counted_as:
+            metrics.OPEN_SOCKETS.labels(company_size=self.counted_as).dec()
+            self.counted_as = None
+
     def _drop_outlet(self):
         if self.outlet:
             self.outlet = None
@@ -154,6 +174,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             try:
                 await self.channel_layer.group_discard(self.group, self.channel_name)
             except (RedisConnectionError, RedisTimeoutError) as exc:
+                metrics.REDIS_ERRORS.labels(where="consumer").inc()
                 logger.info("could not leave group %s (%s); the membership expires", self.group, exc)
 
     @staticmethod
@@ -215,8 +236,15 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code, message):
         await self.send_json({"type": "error", "code": code, "message": message})
 
+    # The consumer's own frames are counted here, one by one; the layer counts those it writes through an
+    # outlet (core.layers), once per broadcast.
     async def send_json(self, content):
-        await self.send(text_data=json.dumps(content))
+        await self.send_counted(json.dumps(content))
+
+    async def send_counted(self, text):
+        if not self.closing:
+            await self.send(text_data=text)
+            metrics.FRAMES_WRITTEN.inc()
 
     # --- Events from the channel layer (see apps.cafe.notifications) -----------------
     # Each sends {"type": "<handler>", "data": payload}. The sender encodes that frame once, as the
@@ -232,7 +260,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         await self.send_event("order_updated", event)
 
     async def send_event(self, kind, event):
-        await self.send(text_data=fanout.frame(event))
+        await self.send_counted(fanout.frame(event))
 
     # --- Events from core.layer_watch --------------------------------------------------
     async def layer_reset(self, event):
@@ -253,6 +281,10 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         if self.branch_id:
             tables = tables.filter(branch_id=self.branch_id)
         return [table_payload(table) for table in tables]
+
+    @database_sync_to_async
+    def _company_tables(self):
+        return Table.objects.filter(company_id=self.company_id).count()
 
 
 class NoRouteConsumer(AsyncWebsocketConsumer):

@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from django.db import transaction
 
 from apps.cafe.groups import recipient_groups
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -62,12 +63,16 @@ def _broadcast(event_type, company_id, branch_id, payload):
     message = {"type": event_type, "data": payload}
 
     def send():
-        layer = get_channel_layer()
+        layer, sent = get_channel_layer(), False
         for group in groups:
             try:
                 async_to_sync(layer.group_send)(group, message)
+                sent = True
             except Exception:
+                metrics.REDIS_ERRORS.labels(where="broadcast").inc()
                 logger.exception("notification %s to group %s failed", event_type, group)
+        if sent:  # one event, whatever the number of its groups
+            metrics.EVENTS_BROADCAST.labels(type=event_type.replace(".", "_")).inc()
 
     transaction.on_commit(send)
     return groups

@@ -34,6 +34,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from apps.users.models import Branch
+from core import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class JWTAuthMiddleware:
             user, expires = await authenticate(raw_token)
             branch = await branch_scope(scope, user)
         except Refused as refusal:
+            metrics.HANDSHAKES.labels(outcome=str(refusal.code)).inc()
             return await refuse(receive, send, refusal, subprotocol)
         # This frame lasts as long as the socket: it keeps no copy of the token, and the scope no
         # key it need not have (each socket's scope is copied again by the router).

@@ -36,7 +36,7 @@ from django.contrib.auth import get_user_model
 from redis import asyncio as aioredis
 
 from apps.users.ws_auth import CLOSE_UNAUTHORIZED
-from core import redisconn
+from core import metrics, redisconn
 
 logger = logging.getLogger(__name__)
 
@@ -180,6 +180,8 @@ class Guard:
         try:
             result = await awaitable
         except Exception as exc:
+            if what == "redis":
+                metrics.REDIS_ERRORS.labels(where="ws_guard").inc()
             if what not in self.unreachable:
                 logger.warning("websocket guard: the %s failed (%r); %s meanwhile", what, exc, meanwhile)
             self.unreachable.add(what)
@@ -269,6 +271,7 @@ class RedisCount:
         try:
             return bool(await self.admit_script(keys=[key], args=[channel, limit, COUNT_TTL]))
         except Exception as exc:
+            metrics.REDIS_ERRORS.labels(where="ws_guard").inc()
             # Fail open: without Redis the socket gets no events anyway, and it is not refused for it.
             if not self.warned:
                 logger.warning("websocket guard: Redis failed (%r); sockets per user are not counted meanwhile", exc)
