@@ -16,6 +16,8 @@ from .conftest import ROOT, master_node, replication, sentinel_master
 from .conftest import wait_for as wait_until
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
+# The app's exporter belongs to the asgi role.
+METRICS_PORT = yaml.safe_load((ROOT / "roles/asgi/defaults/main.yml").read_text())["asgi_metrics_port"]
 # molecule/cluster/inventory/group_vars/all/vars.yml: monitoring_webhook_url.
 WEBHOOK = ("127.0.0.1", 9199)
 # What each job scrapes: every host's node exporter, each layer's own exporter where that layer runs.
@@ -61,7 +63,7 @@ def test_prometheus_scrapes_the_job_on_every_host_that_runs_it(prometheus, nodes
 
 def test_each_app_hosts_metrics_answer_on_its_own_address(apps):
     for app in apps:
-        with urllib.request.urlopen(f"http://{app.address}:{PORTS['app']}/metrics", timeout=10) as answer:
+        with urllib.request.urlopen(f"http://{app.address}:{METRICS_PORT}/metrics", timeout=10) as answer:
             assert 'nurcrm_ws_handshakes_total{outcome="accepted"}' in answer.read().decode(), app.name
 
 

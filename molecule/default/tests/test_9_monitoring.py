@@ -16,6 +16,8 @@ from tools.monitoring import WebhookReceiver, api, query, seconds, wait_for
 from .conftest import ROOT
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
+# The app's exporter belongs to the asgi role.
+METRICS_PORT = yaml.safe_load((ROOT / "roles/asgi/defaults/main.yml").read_text())["asgi_metrics_port"]
 RULES = yaml.safe_load((ROOT / "roles/monitoring/files/nurcrm.rules.yml").read_text())
 # Where inventory/local's Alertmanager sends alerts (monitoring_webhook_url).
 WEBHOOK = ("127.0.0.1", 9199)
@@ -63,7 +65,7 @@ def test_the_doctors_timer_is_graphed_healthy_check_by_check(prometheus):
 
 
 def test_the_apps_metrics_answer_on_the_private_address(prometheus):
-    with urllib.request.urlopen(f"http://127.0.0.1:{PORTS['app']}/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as answer:
         text = answer.read().decode()
     assert 'nurcrm_ws_handshakes_total{outcome="accepted"}' in text
 
