@@ -623,8 +623,35 @@ def logs(args):
     return result
 
 
+# Installed on a host by roles/monitoring for the monitoring host's doctor, which logs in over SSH and may run
+# only this file as root (sudo): there it walks as one user (token-user, a root-owned file beside it), and
+# runs only the walk's modes.
+INSTALLED_MODES = ("facts", "token", "send", "logs")
+
+
+def installed_token_user():
+    """The one user an installed probe mints tokens for; None when the operator's doctor sent the code inline."""
+    here = os.path.abspath(sys.argv[0])
+    beside = os.path.join(os.path.dirname(here), "token-user")
+    if os.path.basename(here) != "probe.py" or not os.path.exists(beside):
+        return None
+    return read(beside).strip()
+
+
+def refused(args, allowed):
+    """Why an installed probe refuses these arguments, or None."""
+    if args.get("mode") not in INSTALLED_MODES:
+        return f"the installed probe runs only {', '.join(INSTALLED_MODES)}, not {args.get('mode')!r}"
+    if args.get("token_user") not in (None, allowed):
+        return f"the installed probe mints tokens for {allowed} only, not {args['token_user']!r}"
+    return None
+
+
 def main():
     args = json.loads(base64.b64decode(sys.argv[1]))
+    allowed = installed_token_user()
+    if allowed is not None and (why := refused(args, allowed)):
+        sys.exit(f"probe: {why}")
     handler = {"facts": facts, "token": token, "send": send, "logs": logs, "redis": redis}[args["mode"]]
     print(json.dumps(handler(args)))
 

@@ -1,6 +1,12 @@
 """The probe's parsers and its log positions, on files and command outputs made here."""
 
+import base64
+import json
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -337,3 +343,33 @@ def test_a_program_the_probe_needs_and_does_not_find_is_named(monkeypatch):
     monkeypatch.setattr(probe, "MISSING", [])
     assert probe.run(["redis-cli-not-installed-here", "PING"])["rc"] == 127
     assert probe.MISSING == ["redis-cli-not-installed-here"]
+
+
+def installed(tmp_path, user="watchdog"):
+    """The probe as roles/monitoring installs it for the monitoring host's doctor: probe.py and token-user."""
+    shutil.copy(Path(probe.__file__), tmp_path / "probe.py")
+    (tmp_path / "token-user").write_text(user + "\n")
+    return tmp_path / "probe.py"
+
+
+def run_probe(path, **args):
+    payload = base64.b64encode(json.dumps({"roles": [], **args}).encode()).decode()
+    return subprocess.run([sys.executable, str(path), payload], capture_output=True, text=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        ({"mode": "redis", "command": ["FLUSHALL"]}, "runs only facts, token, send, logs, not 'redis'"),
+        ({"mode": "token", "token_user": "owner", "service": "gunicorn"}, "mints tokens for watchdog only"),
+    ],
+)
+def test_the_installed_probe_refuses_what_the_walk_does_not_ask(tmp_path, args, said):
+    done = run_probe(installed(tmp_path), **args)
+    assert done.returncode != 0 and said in done.stderr and done.stdout == ""
+
+
+def test_the_installed_probe_runs_the_walk_for_its_user(tmp_path):
+    done = run_probe(installed(tmp_path), mode="logs", service="gunicorn", position={})
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {}
