@@ -74,6 +74,30 @@ def test_the_web_hosts_public_server_refuses_the_metrics(site, path):
     assert refused.value.code == 404
 
 
+def test_the_doctors_timer_on_db1_walks_every_host_over_ssh_and_is_graphed_healthy(prometheus, nodes):
+    """db1's doctor reaches the six other hosts as nurcrm-doctor (the installed probe, via sudo) and itself
+    locally; every check of every host passes in Prometheus."""
+
+    def walked():
+        checks = query(prometheus, "nurcrm_doctor_check_ok")
+        return checks if checks and all(value == 1 for _, value in checks) else None
+
+    checks = wait_for(walked, 150, every=5)
+    assert checks, [labels for labels, value in query(prometheus, "nurcrm_doctor_check_ok") if value != 1] or (
+        "no nurcrm_doctor_check_ok in Prometheus: journalctl -u nurcrm-doctor on db1"
+    )
+    named = " ".join(labels["host"] for labels, _ in checks)
+    assert [name for name in nodes if name not in named] == [], "hosts no check of the walk names"
+    assert query(prometheus, "nurcrm_doctor_healthy")[0][1] == 1
+
+
+def test_the_doctors_login_may_run_the_probe_alone_as_root(apps):
+    """The key is db1's, the sudo rule names the installed probe and nothing else."""
+    rule = apps[0].check_output("sudo -l -U nurcrm-doctor")
+    assert "NOPASSWD: /usr/bin/python3 /usr/local/lib/nurcrm-doctor/probe.py *" in rule
+    assert apps[0].run("sudo -u nurcrm-doctor sudo -n /bin/true").rc != 0
+
+
 def test_the_master_stopped_alerts_redis_down_and_the_failover_and_both_resolve(prometheus, alertmanager, redises):
     rules = {r["name"]: r for g in api(prometheus, "/api/v1/rules")["groups"] for r in g["rules"]}
     config = yaml.safe_load(api(prometheus, "/api/v1/status/config")["yaml"])
