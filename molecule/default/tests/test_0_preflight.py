@@ -1,6 +1,10 @@
 """Bad input to the deployment fails before anything changes: a mistyped variable, and the
 committed placeholder secrets of inventory/prod (refused before its host is even contacted)."""
 
+import json
+import subprocess
+
+import pytest
 from conftest import playbook
 
 
@@ -36,3 +40,24 @@ def test_a_git_deploy_must_pin_a_commit(inventory):
     returncode, output = playbook("-i", inventory, "-e", '{"app_git_repo": "https://example.org/nurcrm.git"}')
     assert returncode != 0
     assert "app_git_version must be a full commit id" in output and "changed=0" in output, output[-1500:]
+
+
+def monitored(inventory):
+    listed = json.loads(subprocess.run(["ansible-inventory", "-i", inventory, "--list"], capture_output=True,
+                                       check=True).stdout)  # fmt: skip
+    return bool(listed.get("monitoring", {}).get("hosts"))
+
+
+@pytest.mark.parametrize(
+    ("variables", "said"),
+    [
+        ({"monitoring_webhook_url": ""}, "a monitoring host needs a receiver for its alerts"),
+        ({"redis_monitor_password": ""}, "redis_monitor_password (the exporter's Redis user"),
+    ],
+)
+def test_monitoring_without_its_receiver_or_exporter_password_fails_in_preflight(inventory, variables, said):
+    if not monitored(inventory):
+        pytest.skip("this inventory has no monitoring group")
+    returncode, output = playbook("-i", inventory, "-e", json.dumps(variables))
+    assert returncode != 0
+    assert said in output and "changed=0" in output, output[-1500:]
