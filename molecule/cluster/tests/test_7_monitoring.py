@@ -9,11 +9,10 @@ import urllib.request
 
 import pytest
 import yaml
+from conftest import ROOT, master_node, replication, sentinel_master
+from conftest import wait_for as wait_until
 
 from tools.monitoring import WebhookReceiver, api, query, seconds, wait_for
-
-from .conftest import ROOT, master_node, replication, sentinel_master
-from .conftest import wait_for as wait_until
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
 # The app's exporter belongs to the asgi role.

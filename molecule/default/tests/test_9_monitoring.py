@@ -10,10 +10,9 @@ import urllib.request
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from tools.monitoring import WebhookReceiver, api, query, seconds, wait_for
-
-from .conftest import ROOT
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
 # The app's exporter belongs to the asgi role.
