@@ -183,14 +183,20 @@ async def test_frames_before_open_wait_for_it():
     assert socket_.frames == ["early", "late"]
 
 
-async def test_a_socket_too_far_behind_is_closed_with_1013(caplog):
-    socket_ = Socket("behind")
+async def overflowed(name):
+    """A socket that stopped reading while more than the backlog was put to its outlet."""
+    socket_ = Socket(name)
     outlet = fanout.Outlet(socket_)
     outlet.open()
     socket_.writable.clear()
     for n in range(fanout.BACKLOG + 2):
         outlet.put(f"frame {n}")
     await asyncio.sleep(0.05)
+    return socket_
+
+
+async def test_a_socket_too_far_behind_is_closed_with_1013(caplog):
+    socket_ = await overflowed("behind")
     assert socket_.closed == 1013
     assert CLOSED_BEHIND in caplog.text
     socket_.writable.set()

@@ -33,7 +33,7 @@ from core.metrics_server import application
 from tests.conftest import ORIGIN, close_code, connect_ok, free_port, socket_to, token_for
 from tests.localstack import APP_DIR, LocalStack, children
 from tests.settings import METRICS_DIR
-from tests.test_fanout import Socket
+from tests.test_fanout import overflowed
 from tests.test_layer_reset import POLL, use_layer
 
 ROLE = APP_DIR.parent / "roles" / "asgi"
@@ -228,13 +228,7 @@ def test_a_broadcast_redis_refuses_counts_an_error_per_group_and_no_event(tenant
 
 async def test_a_socket_too_far_behind_counts_a_backlog_close():
     delta = Delta(("nurcrm_ws_backlog_closes_total",))
-    behind = Socket("behind")
-    outlet = fanout.Outlet(behind)
-    outlet.open()
-    behind.writable.clear()
-    for n in range(fanout.BACKLOG + 2):
-        outlet.put(f"frame {n}")
-    await asyncio.sleep(0.05)
+    behind = await overflowed("behind")
     assert behind.closed == 1013
     assert delta[("nurcrm_ws_backlog_closes_total",)] == 1
 
