@@ -38,16 +38,6 @@ def seconds(duration):
     return total
 
 
-def wait_for(what, timeout, every=2.0):
-    """what() until it is truthy, or the last value after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = what()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(every)
-
-
 class WebhookReceiver:
     """An HTTP server on address:port keeping every alert Alertmanager POSTs, with when it came."""
 

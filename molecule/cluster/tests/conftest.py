@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from doctor.cli import report
 from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import gather, walk
+from tools.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
@@ -102,17 +103,6 @@ def site(inventory):
 @pytest.fixture
 def token(apps):
     return apps[0].check_output(f"nurcrm-manage issue_token --user {DEMO_USER}")
-
-
-def wait_for(condition, timeout, what, every=0.2):
-    """condition()'s first truthy value within timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(every)
 
 
 def sentinel_master(redises):

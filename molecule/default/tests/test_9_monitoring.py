@@ -12,7 +12,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from tools.monitoring import WebhookReceiver, api, query, seconds, wait_for
+from tools.monitoring import WebhookReceiver, api, query, seconds
+from tools.waiting import wait_for
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
 # The app's exporter belongs to the asgi role.
@@ -43,9 +44,10 @@ def targets_of(prometheus, job):
 @pytest.mark.parametrize("job", JOBS)
 def test_prometheus_scrapes_every_target_of_the_job(prometheus, job):
     """up == 1 for the job's target (waiting out its first scrape after a converge)."""
-    assert wait_for(lambda: targets_of(prometheus, job), 30), f"Prometheus has no {job} target"
-    healthy = wait_for(lambda: all(t["health"] == "up" for t in targets_of(prometheus, job)), 45)
-    assert healthy, [(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets_of(prometheus, job)]
+    wait_for(lambda: targets_of(prometheus, job), 30, f"a {job} target in Prometheus")
+    wait_for(lambda: all(t["health"] == "up" for t in targets_of(prometheus, job)), 45, lambda: [
+        (t["scrapeUrl"], t["health"], t["lastError"]) for t in targets_of(prometheus, job)
+    ])  # fmt: skip
     assert all(value == 1 for _, value in query(prometheus, f'up{{job="{job}"}}'))
 
 
@@ -56,8 +58,8 @@ def test_prometheus_loaded_every_alert_of_the_rules_file(prometheus):
 
 def test_the_doctors_timer_is_graphed_healthy_check_by_check(prometheus):
     """The timer's walk reaches Prometheus through node exporter's textfile folder: every check passes."""
-    checks = wait_for(lambda: query(prometheus, "nurcrm_doctor_check_ok"), 150, every=5)
-    assert checks, "no nurcrm_doctor_check_ok in Prometheus: journalctl -u nurcrm-doctor"
+    checks = wait_for(lambda: query(prometheus, "nurcrm_doctor_check_ok"), 150,
+                      "nurcrm_doctor_check_ok in Prometheus (else: journalctl -u nurcrm-doctor)", every=5)  # fmt: skip
     assert [labels for labels, value in checks if value != 1] == []
     assert query(prometheus, "nurcrm_doctor_healthy")[0][1] == 1
     assert query(prometheus, "nurcrm_doctor_delivery_seconds"), "the walk's delivery round trip is not graphed"
@@ -93,12 +95,12 @@ def test_redis_stopped_reaches_the_webhook_within_for_plus_a_scrape_and_resolves
         stopped = time.monotonic()
         redis_host.run("systemctl stop redis-server")
         try:
-            fired = wait_for(lambda: webhook.alerts("NurcrmRedisDown", "firing", stopped), bound, every=1)
-            assert fired, f"no NurcrmRedisDown at the webhook within {bound:.0f} s of Redis stopping"
+            fired = wait_for(lambda: webhook.alerts("NurcrmRedisDown", "firing", stopped), bound,
+                             "NurcrmRedisDown at the webhook after Redis stopped", every=1)  # fmt: skip
             assert fired[0][1]["labels"]["severity"] and fired[0][1]["annotations"]["runbook"]
         finally:
             started = time.monotonic()
             assert redis_host.run("systemctl start redis-server").rc == 0
         resolve = scrape + evaluation + seconds(alertmanager["route"]["group_interval"]) + 20
-        resolved = wait_for(lambda: webhook.alerts("NurcrmRedisDown", "resolved", started), resolve, every=1)
-        assert resolved, f"NurcrmRedisDown was not resolved within {resolve:.0f} s of Redis starting"
+        wait_for(lambda: webhook.alerts("NurcrmRedisDown", "resolved", started), resolve,
+                 "NurcrmRedisDown resolved after Redis started", every=1)  # fmt: skip

@@ -14,6 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import gather, walk
+from tools.waiting import wait_for
 
 SERVICE = "gunicorn"
 WORKERS = 3
@@ -38,13 +39,6 @@ def workers(host):
     """PIDs of gunicorn's workers: the children of the unit's main process."""
     master = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
     return set(host.check_output(f"pgrep -P {master} || true").split())
-
-
-def wait_for(condition, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.2)
 
 
 def wait_ready(host):
