@@ -871,7 +871,7 @@ def recent_errors(h):
     if lines:
         return fail(
             f"{len(lines)} error line(s) logged during this walk; last: {lines[-1]}",
-            f"they name the layer: journalctl -u gunicorn and /var/log/nginx/error.log on {h.name}",
+            f"they name the layer: journalctl -u gunicorn, /var/log/nginx/error.log and access.log's 5xx on {h.name}",
             manual=True,
         )
     return ok("no errors logged by gunicorn or nginx during this walk")

@@ -9,8 +9,8 @@ environment, never on a command line.
 
     python3 probe.py <base64 JSON args>     args: {"mode": "facts" | "token" | "send" | "logs" | "redis", ...}
 
-"facts" starts by taking the logs' position (the journal's cursor, the end of nginx's error.log);
-"logs", given that position, returns only the error lines written after it.
+"facts" starts by taking the logs' position (the journal's cursor, the ends of nginx's error and access
+logs); "logs", given that position, returns only the error lines (and 5xx answers) written after it.
 """
 
 import base64
@@ -182,22 +182,35 @@ def nginx_facts(args):
 
 NGINX_ERROR_LOG = "/var/log/nginx/error.log"
 NGINX_ERROR = r"\[(error|crit|alert|emerg)\]"
+# /ws/ writes no error lines (they would quote its token): its failures are the access log's 5xx, in the
+# `nurcrm` format of roles/nginx ('"GET /ws/cafe/tables/?[query] HTTP/1.1" 502 157 ...').
+NGINX_ACCESS_LOG = "/var/log/nginx/access.log"
+NGINX_FAILED_REQUEST = r'" 5\d\d \d+ '
 # Error records and the one-line summary of each exception (not the traceback's frames).
 GUNICORN_ERROR = (
     r"\[(ERROR|CRITICAL)\]| (ERROR|CRITICAL) |: [\w.]+(Error|Exception): |Worker failed to boot|status=\d+/"
 )
 
 
+def file_position(path):
+    """A file's size, and its inode to notice a rotation."""
+    try:
+        info = os.stat(path)
+        return {"inode": info.st_ino, "offset": info.st_size}
+    except OSError:
+        return {"inode": None, "offset": 0}
+
+
 def log_position():
-    """Where the logs end now: the journal's cursor and error.log's size (and inode, to notice a rotation)."""
+    """Where the logs end now: the journal's cursor and the ends of nginx's error and access logs."""
     shown = run(["journalctl", "-n", "0", "--show-cursor", "--no-pager"])["out"]
     cursor = re.search(r"^-- cursor: (\S+)", shown, re.M)
-    try:
-        info = os.stat(NGINX_ERROR_LOG)
-        nginx = {"inode": info.st_ino, "offset": info.st_size}
-    except OSError:
-        nginx = {"inode": None, "offset": 0}
-    return {"journal_cursor": cursor.group(1) if cursor else None, "nginx_error_log": nginx, "time": time.time()}
+    return {
+        "journal_cursor": cursor.group(1) if cursor else None,
+        "nginx_error_log": file_position(NGINX_ERROR_LOG),
+        "nginx_access_log": file_position(NGINX_ACCESS_LOG),
+        "time": time.time(),
+    }
 
 
 def read_after(path, position, limit=2_000_000):
@@ -613,13 +626,15 @@ def redis(args):
 
 
 def logs(args):
-    """Error lines gunicorn and nginx logged after args["position"] (what "facts" took at the walk's start)."""
+    """Error lines gunicorn and nginx logged, and nginx's 5xx answers, after args["position"] (what "facts"
+    took at the walk's start)."""
     position, result = args["position"], {}
     if "app" in args["roles"]:
         result["gunicorn"] = error_lines(journal_after(args["service"], position), GUNICORN_ERROR)
     if "web" in args["roles"]:
-        written = read_after(NGINX_ERROR_LOG, position.get("nginx_error_log") or {})
-        result["nginx"] = error_lines(written, NGINX_ERROR)
+        errors = read_after(NGINX_ERROR_LOG, position.get("nginx_error_log") or {})
+        answers = read_after(NGINX_ACCESS_LOG, position.get("nginx_access_log") or {})
+        result["nginx"] = (error_lines(errors, NGINX_ERROR) + error_lines(answers, NGINX_FAILED_REQUEST))[-20:]
     return result
 
 

@@ -82,22 +82,36 @@ def test_a_rotated_file_is_read_whole(tmp_path):
     assert probe.read_after(log, position) == "new [crit]\n"
 
 
-def test_the_position_is_the_journals_cursor_and_error_logs_end(monkeypatch, tmp_path):
-    log = tmp_path / "error.log"
-    log.write_text("12345")
-    monkeypatch.setattr(probe, "NGINX_ERROR_LOG", str(log))
+def test_the_position_is_the_journals_cursor_and_nginx_logs_ends(monkeypatch, tmp_path):
+    errors, answers = tmp_path / "error.log", tmp_path / "access.log"
+    errors.write_text("12345")
+    answers.write_text("1234567")
+    monkeypatch.setattr(probe, "NGINX_ERROR_LOG", str(errors))
+    monkeypatch.setattr(probe, "NGINX_ACCESS_LOG", str(answers))
     shown = "-- No entries --\n-- cursor: s=ab12;i=5af;b=cd;m=27;t=66;x=77\n"
     monkeypatch.setattr(probe, "run", lambda argv, **_: {"rc": 0, "out": shown, "err": ""})
     position = probe.log_position()
     assert position["journal_cursor"] == "s=ab12;i=5af;b=cd;m=27;t=66;x=77"
-    assert position["nginx_error_log"] == position_of(log)
+    assert position["nginx_error_log"] == position_of(errors)
+    assert position["nginx_access_log"] == position_of(answers) != position_of(errors)
+
+
+# Lines of roles/nginx's `nurcrm` access-log format: a /ws/ handshake nginx could not pass on, and one it did.
+ACCESS_502 = (
+    '127.0.0.1 - [01/Dec/2026:10:00:02 +0000] "GET /ws/cafe/tables/?[query] HTTP/1.1" 502 157 0.000 '
+    '"Python/3.11 websockets/13.1" upstream=unix:/home/nur/asgi.sock upstream_status=502'
+)
+ACCESS_101 = ACCESS_502.replace('" 502 157 ', '" 101 62 ').replace("upstream_status=502", "upstream_status=101")
 
 
 def test_the_walks_logs_are_only_those_after_its_position(monkeypatch, tmp_path):
-    """Two walks back to back: the second does not see the first one's errors."""
-    log = tmp_path / "error.log"
+    """Two walks back to back: the second does not see the first one's errors. /ws/ logs no error lines:
+    its failures are the access log's 5xx answers."""
+    log, answers = tmp_path / "error.log", tmp_path / "access.log"
     log.write_text("2026/12/01 10:00:00 [crit] connect() to unix:/home/nur/asgi-old.sock failed\n")
+    answers.write_text(ACCESS_502 + "\n")
     monkeypatch.setattr(probe, "NGINX_ERROR_LOG", str(log))
+    monkeypatch.setattr(probe, "NGINX_ACCESS_LOG", str(answers))
     asked = []
 
     def run(argv, **_):
@@ -108,8 +122,10 @@ def test_the_walks_logs_are_only_those_after_its_position(monkeypatch, tmp_path)
     position = probe.log_position()
     with log.open("a") as f:
         f.write("2026/12/01 10:00:01 [notice] reloading\n2026/12/01 10:00:02 [error] during this walk\n")
+    with answers.open("a") as f:
+        f.write(f"{ACCESS_101}\n{ACCESS_502}\n")
     found = probe.logs({"roles": ["web", "app"], "service": "gunicorn", "position": position})
-    assert found == {"gunicorn": [], "nginx": ["2026/12/01 10:00:02 [error] during this walk"]}
+    assert found == {"gunicorn": [], "nginx": ["2026/12/01 10:00:02 [error] during this walk", ACCESS_502]}
     assert ["journalctl", "-u", "gunicorn", "--after-cursor", "s=1;i=2"] == asked[-1][:5]
 
 

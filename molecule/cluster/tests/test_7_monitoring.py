@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import ROOT, master_node, replication, sentinel_master
+from conftest import ROOT, master_node, replication, request, sentinel_master
 
 from tools.monitoring import WebhookReceiver, api, query, seconds
 from tools.waiting import wait_for
@@ -69,7 +69,7 @@ def test_each_app_hosts_metrics_answer_on_its_own_address(apps):
 @pytest.mark.parametrize("path", ["/metrics", "/stub_status"])
 def test_the_web_hosts_public_server_refuses_the_metrics(site, path):
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(f"https://{site.netloc}{path}", timeout=10, context=site.tls_context())
+        request(site, "GET", path)
     assert refused.value.code == 404
 
 

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 import yaml
-from conftest import ROOT
+from conftest import ROOT, request
 
 from tools.monitoring import WebhookReceiver, api, query, seconds
 from tools.waiting import wait_for
@@ -73,9 +73,8 @@ def test_the_apps_metrics_answer_on_the_private_address(prometheus):
 
 @pytest.mark.parametrize("path", ["/metrics", "/stub_status"])
 def test_the_public_server_refuses_the_metrics(prometheus, site, path):
-    request = urllib.request.Request(f"https://{site.netloc}{path}")
     with pytest.raises(urllib.error.HTTPError) as refused:
-        urllib.request.urlopen(request, timeout=10, context=site.tls_context())
+        request(site, "GET", path)
     assert refused.value.code == 404
 
 

@@ -3,19 +3,22 @@ that its first failing check names that layer; then undo it. A healthy host pass
 --fix reruns the broken layer's playbook and the second walk passes; back-to-back walks see only
 their own log lines; an inventory that lists the host under several names is walked on each."""
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
 import urllib.error
+import uuid
 from pathlib import Path
 
 import pytest
 import testinfra
+from websockets.exceptions import InvalidStatus
 
 from doctor.cli import report
-from doctor.site import request
+from doctor.site import request, socket_to
 from doctor.walk import walk
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -200,6 +203,34 @@ def test_back_to_back_walks_see_only_their_own_log_lines(host, inventory, site):
     assert status_of(during, "recent_errors") == {"fail"}, during["results"][-1]
     assert status_of(after, "recent_errors") == {"pass"}, after["results"][-1]
     assert after["healthy"]
+
+
+def test_a_socket_nginx_cannot_pass_on_keeps_its_token_out_of_the_error_log_and_the_doctor_sees_the_502(
+    host, inventory, site
+):
+    """gunicorn stopped takes its socket file with it; nginx logs a failed connect to a missing unix socket at
+    [crit], quoting the request line, token and all. /ws/ logs no error lines: the access log shows the 502 by
+    path, and the doctor's walk reads it there."""
+    marker = f"eyJfault{uuid.uuid4().hex}"
+
+    async def refused():
+        with pytest.raises(InvalidStatus) as answer:
+            async with socket_to(site, f"token={marker}"):
+                pass
+        return answer.value.response.status_code
+
+    host.check_output("systemctl stop gunicorn")
+    try:
+        assert asyncio.run(refused()) == 502
+        during = walked(inventory)  # its own token, on its own socket
+    finally:
+        restore(host)
+    errors = host.file("/var/log/nginx/error.log").content_string
+    assert marker not in errors and "eyJhbGciOi" not in errors, "a token is in nginx's error log"
+    passed_on = host.run("grep -c '\"GET /ws/cafe/tables/?\\[query\\] HTTP/1.1\" 502 ' /var/log/nginx/access.log")
+    assert int(passed_on.stdout or 0) >= 2, "the access log shows no 502 of /ws/"
+    recent = [r["evidence"] for r in during["results"] if r["check"] == "recent_errors" and r["status"] == "fail"]
+    assert recent and "502" in recent[0], during["results"][-1]
 
 
 def test_the_console_command_runs_without_the_virtualenv_on_path(host):
