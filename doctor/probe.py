@@ -141,6 +141,21 @@ def environ(pid):
     return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
 
 
+def tail(path, limit=2_000_000):
+    """A file's last `limit` bytes, whole lines only (the first, cut, is dropped); None if unreadable."""
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - limit))
+            text = f.read().decode(errors="replace")
+    except PermissionError:
+        UNREADABLE.append(path)
+        return None
+    except OSError:
+        return None
+    return text.split("\n", 1)[-1] if size > limit else text
+
+
 def recent_lines(lines, pattern, parse_time, since):
     hits = []
     for line in lines:
@@ -155,6 +170,13 @@ def recent_lines(lines, pattern, parse_time, since):
 def nginx_time(line):
     match = re.match(r"(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d)", line)
     return datetime.strptime(match.group(1), "%Y/%m/%d %H:%M:%S") if match else None
+
+
+def access_time(line):
+    """$time_local of an access-log line, as the naive local time nginx_time gives."""
+    match = re.search(r"\[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\]", line)
+    stamp = datetime.strptime(match.group(1), "%d/%b/%Y:%H:%M:%S %z") if match else None
+    return stamp.astimezone().replace(tzinfo=None) if stamp else None
 
 
 def nginx_facts(args):
@@ -226,9 +248,12 @@ def read_after(path, position, limit=2_000_000):
 
 
 def nginx_errors(args):
+    """The error lines, and the 5xx answers, of the last args["since_seconds"]."""
     since = datetime.now() - timedelta(seconds=args["since_seconds"])
-    log = (read(NGINX_ERROR_LOG, 2_000_000) or "").splitlines()[-500:]
-    return recent_lines(log, NGINX_ERROR, nginx_time, since)
+    errors = (tail(NGINX_ERROR_LOG) or "").splitlines()[-500:]
+    answers = (tail(NGINX_ACCESS_LOG) or "").splitlines()[-2000:]
+    found = recent_lines(errors, NGINX_ERROR, nginx_time, since)
+    return (found + recent_lines(answers, NGINX_FAILED_REQUEST, access_time, since))[-20:]
 
 
 def gunicorn_errors(args):

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,34 @@ def test_the_walks_logs_are_only_those_after_its_position(monkeypatch, tmp_path)
     found = probe.logs({"roles": ["web", "app"], "service": "gunicorn", "position": position})
     assert found == {"gunicorn": [], "nginx": ["2026/12/01 10:00:02 [error] during this walk", ACCESS_502]}
     assert ["journalctl", "-u", "gunicorn", "--after-cursor", "s=1;i=2"] == asked[-1][:5]
+
+
+def access_line(when, status):
+    stamp = when.astimezone().strftime("%d/%b/%Y:%H:%M:%S %z")
+    return ACCESS_502.replace("01/Dec/2026:10:00:02 +0000", stamp).replace('" 502 157 ', f'" {status} 157 ')
+
+
+def test_the_last_ten_minutes_errors_include_the_access_logs_5xx(monkeypatch, tmp_path):
+    """What the report shows with the first failure: /ws/ failures are only in the access log."""
+    now = datetime.now()
+    errors, answers = tmp_path / "error.log", tmp_path / "access.log"
+    errors.write_text(f"{(now - timedelta(minutes=1)):%Y/%m/%d %H:%M:%S} [error] upstream prematurely closed\n")
+    old, failed, upgraded = (access_line(now - timedelta(minutes=20), 502), access_line(now, 502),
+                             access_line(now, 101))  # fmt: skip
+    answers.write_text(f"{old}\n{failed}\n{upgraded}\n")
+    monkeypatch.setattr(probe, "NGINX_ERROR_LOG", str(errors))
+    monkeypatch.setattr(probe, "NGINX_ACCESS_LOG", str(answers))
+    found = probe.nginx_errors({"since_seconds": 600})
+    assert found[1:] == [failed] and "[error] upstream prematurely closed" in found[0] and len(found) == 2
+
+
+def test_the_last_ten_minutes_are_read_from_the_end_of_a_long_log(tmp_path):
+    log = tmp_path / "error.log"
+    log.write_text("x" * 5000 + "\n" + "".join(f"line {n}\n" for n in range(100)))
+    tail = probe.tail(log, limit=300)
+    assert tail.endswith("line 99\n") and not tail.startswith("x")
+    assert tail.splitlines()[0].startswith("line ") and len(tail) <= 300
+    assert probe.tail(tmp_path / "absent.log") is None
 
 
 def test_without_a_cursor_the_journal_is_read_since_the_walks_start(monkeypatch):
