@@ -3,6 +3,7 @@ installed with --require-hashes. app/: what the app role installs on the app hos
 monitoring host installs to run nurcrm-doctor --metrics."""
 
 import ast
+import os
 import re
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ APP, DOCTOR = ROOT / "app", ROOT / "doctor"
 LOCKED = pytest.mark.parametrize("folder", [APP, DOCTOR], ids=["app", "doctor"])
 # How a lock is made, in its folder; its header says so too (uv writes the command it ran).
 COMPILE = ["pip", "compile", "requirements.in", "--generate-hashes", "--python-version", "3.11", "--quiet"]
+# uv trusts the machine's certificate store, as pip does (a TLS-inspecting proxy's CA is there, not in uv's bundle).
+UV_ENV = {**os.environ, "UV_SYSTEM_CERTS": "1"}
 
 
 def entries(text):
@@ -51,7 +54,8 @@ def test_the_lock_is_what_uv_makes_of_requirements_in(folder, tmp_path):
     assert uv, "uv is not installed: make setup"
     (tmp_path / "requirements.in").write_text((folder / "requirements.in").read_text())
     (tmp_path / "requirements.txt").write_text((folder / "requirements.txt").read_text())
-    done = subprocess.run([uv, *COMPILE, "-o", "requirements.txt"], cwd=tmp_path, capture_output=True, text=True)
+    compile_ = [uv, *COMPILE, "-o", "requirements.txt"]
+    done = subprocess.run(compile_, cwd=tmp_path, env=UV_ENV, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert entries((tmp_path / "requirements.txt").read_text()) == entries((folder / "requirements.txt").read_text())
 
