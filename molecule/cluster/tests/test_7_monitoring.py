@@ -11,7 +11,7 @@ import pytest
 import yaml
 from conftest import ROOT, master_node, replication, request, sentinel_master
 
-from tools.monitoring import WebhookReceiver, api, query, seconds
+from tools.monitoring import WebhookReceiver, api, failed_walk, passing_walk, query, seconds
 from tools.waiting import wait_for
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
@@ -76,14 +76,7 @@ def test_the_web_hosts_public_server_refuses_the_metrics(site, path):
 def test_the_doctors_timer_on_db1_walks_every_host_over_ssh_and_is_graphed_healthy(prometheus, nodes):
     """db1's doctor reaches the six other hosts as nurcrm-doctor (the installed probe, via sudo) and itself
     locally; every check of every host passes in Prometheus."""
-
-    def walked():
-        checks = query(prometheus, "nurcrm_doctor_check_ok")
-        return checks if checks and all(value == 1 for _, value in checks) else None
-
-    checks = wait_for(walked, 150, lambda: [
-        labels for labels, value in query(prometheus, "nurcrm_doctor_check_ok") if value != 1
-    ] or "no nurcrm_doctor_check_ok in Prometheus: journalctl -u nurcrm-doctor on db1", every=5)  # fmt: skip
+    checks = wait_for(lambda: passing_walk(prometheus), 150, lambda: failed_walk(prometheus), every=5)
     named = " ".join(labels["host"] for labels, _ in checks)
     assert [name for name in nodes if name not in named] == [], "hosts no check of the walk names"
     assert query(prometheus, "nurcrm_doctor_healthy")[0][1] == 1
