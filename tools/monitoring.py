@@ -23,8 +23,8 @@ def query(base, expr):
 
 
 def passing_walk(base):
-    """The doctor's last graphed walk, check by check, if every check passed; else None. A walk may fail
-    for the moment (one during a connect burst is shed with 1013): its alert waits 2 minutes, so do tests."""
+    """The doctor's last graphed walk, check by check, if every check passed; else None. A walk may fail for
+    a moment (one while a test has removed app.env to redeploy it): its alert waits 2 minutes, so do tests."""
     checks = query(base, "nurcrm_doctor_check_ok")
     return checks if checks and all(value == 1 for _, value in checks) else None
 

@@ -57,8 +57,8 @@ def test_prometheus_loaded_every_alert_of_the_rules_file(prometheus):
 
 
 def test_the_doctors_timer_is_graphed_healthy_check_by_check(prometheus):
-    """The timer's walk reaches Prometheus through node exporter's textfile folder: on the quiet stack (not
-    during the benchmark's connect burst before) every check passes."""
+    """The timer's walk reaches Prometheus through node exporter's textfile folder: every check passes on the
+    settled stack (a walk during test_6_hardening's redeploy, app.env removed, rightly fails four)."""
     wait_for(lambda: passing_walk(prometheus), 150, lambda: failed_walk(prometheus), every=5)
     assert query(prometheus, "nurcrm_doctor_healthy")[0][1] == 1
     assert query(prometheus, "nurcrm_doctor_delivery_seconds"), "the walk's delivery round trip is not graphed"
