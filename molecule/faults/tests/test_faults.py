@@ -233,6 +233,35 @@ def test_a_socket_nginx_cannot_pass_on_keeps_its_token_out_of_the_error_log_and_
     assert recent and "502" in recent[0], during["results"][-1]
 
 
+def test_every_handshake_is_tried_on_every_peer_of_the_upstream_even_after_one_failed(host, site):
+    """One host's upstream lists its socket again as backups, so that nginx retries a handshake a stopping
+    worker dropped (`systemctl reload gunicorn`). A backup counts failures by default (max_fails=1 in 10 s):
+    the first dropped handshake of a reload put the backups out, and a later one got the 502 a retry would
+    have spared it (CI saw one among 300 screens). With the socket gone, every handshake in a row, each one
+    after failures, must still be tried on every peer: more handshakes than nginx has workers, as each
+    worker keeps its own count."""
+    peers = int(host.check_output(f"grep -c '^ *server unix:/home/nur/asgi.sock' {NGINX}"))
+    workers = host.check_output("ps -C nginx -o args=").count("worker process")
+    handshakes = 2 * workers + 2
+    log = "/var/log/nginx/access.log"
+    start = int(host.check_output(f"wc -l < {log}"))
+
+    async def refused():
+        for _ in range(handshakes):
+            with pytest.raises(InvalidStatus):
+                async with socket_to(site, "token=eyJfault"):
+                    pass
+
+    host.check_output("systemctl stop gunicorn")
+    try:
+        asyncio.run(refused())
+    finally:
+        restore(host)
+    lines = [line for line in host.check_output(f"tail -n +{start + 1} {log}").splitlines() if '"GET /ws/' in line]
+    tried = [line.split(" upstream=", 1)[1].split(" upstream_status=", 1)[0].count("unix:") for line in lines]
+    assert peers > 1 and len(tried) >= handshakes and set(tried) == {peers}, (peers, lines)  # (and the doctor's timer)
+
+
 def test_the_console_command_runs_without_the_virtualenv_on_path(host):
     """What the README shows, from the bundle with a new user's PATH: 0 when healthy, 1 when broken."""
     code, out, err = doctor("-i", "inventory/local")
