@@ -19,12 +19,15 @@ from tests.conftest import ORIGIN, token_for
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
+OURS = "core.wsprotocol:WebSocketProtocol"
+
+
 @pytest.fixture
-async def server(tmp_path, redis_layer):
+async def server(request, tmp_path, redis_layer):
+    """A real uvicorn on a unix socket, with our protocol unless a test parametrizes it (indirect)."""
     path = tmp_path / "asgi.sock"
-    config = uvicorn.Config(
-        application, uds=str(path), ws="core.wsprotocol:WebSocketProtocol", lifespan="off", log_config=None
-    )
+    ws = getattr(request, "param", OURS)
+    config = uvicorn.Config(application, uds=str(path), ws=ws, lifespan="off", log_config=None)
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve())
     while not server.started:
@@ -57,19 +60,15 @@ async def test_a_socket_without_a_token_is_closed_with_4401_as_before(server):
 
 
 @pytest.mark.parametrize(
-    ("ws", "waits"),
-    [("core.wsprotocol:WebSocketProtocol", True), ("websockets-sansio", False)],
+    ("server", "waits"),
+    [(OURS, True), ("websockets-sansio", False)],
     ids=["ours-waits", "uvicorns-drops"],
+    indirect=["server"],
 )
-async def test_a_worker_shutting_down_waits_for_the_clients_close_frame(tmp_path, redis_layer, tenant, ws, waits):
+async def test_a_worker_shutting_down_waits_for_the_clients_close_frame(server, tenant, waits):
     """The client reads the 1012, and holds its reply: the connection must stay up until the reply is sent, so
     that a client writing as the worker stops is never reset before it reads the 1012 (it would see 1006)."""
-    path = tmp_path / "asgi.sock"
-    server = uvicorn.Server(uvicorn.Config(application, uds=str(path), ws=ws, lifespan="off", log_config=None))
-    serving = asyncio.ensure_future(server.serve())
-    while not server.started:
-        assert not serving.done(), serving
-        await asyncio.sleep(0.02)
+    server, path = server
     client = ClientProtocol(parse_uri(f"ws://localhost/ws/cafe/tables/?token={token_for(tenant[2])}"))
     request = client.connect()
     request.headers["Origin"] = ORIGIN.decode()
@@ -103,4 +102,3 @@ async def test_a_worker_shutting_down_waits_for_the_clients_close_frame(tmp_path
             assert await asyncio.wait_for(reader.read(), SHUTDOWN_CLOSE_WAIT_S / 4) == b""  # dropped on the reply
     finally:
         writer.close()
-        await asyncio.wait_for(serving, 10)

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[3]
 DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script, as `make setup` installs it
 BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # a new user's PATH: no .venv/bin
 NGINX = "/etc/nginx/conf.d/nurcrm.conf"
+ACCESS_LOG = "/var/log/nginx/access.log"
 GUNICORN = "/etc/nurcrm/gunicorn.conf.py"
 ENV = "/etc/nurcrm/app.env"
 REDIS = "/etc/redis/users.acl"  # the users: the app's password is there
@@ -227,7 +228,7 @@ def test_a_socket_nginx_cannot_pass_on_keeps_its_token_out_of_the_error_log_and_
         restore(host)
     errors = host.file("/var/log/nginx/error.log").content_string
     assert marker not in errors and "eyJhbGciOi" not in errors, "a token is in nginx's error log"
-    passed_on = host.run("grep -c '\"GET /ws/cafe/tables/?\\[query\\] HTTP/1.1\" 502 ' /var/log/nginx/access.log")
+    passed_on = host.run(f"grep -c '\"GET /ws/cafe/tables/?\\[query\\] HTTP/1.1\" 502 ' {ACCESS_LOG}")
     assert int(passed_on.stdout or 0) >= 2, "the access log shows no 502 of /ws/"
     recent = [r["evidence"] for r in during["results"] if r["check"] == "recent_errors" and r["status"] == "fail"]
     assert recent and "502" in recent[0], during["results"][-1]
@@ -243,8 +244,7 @@ def test_every_handshake_is_tried_on_every_peer_of_the_upstream_even_after_one_f
     peers = int(host.check_output(f"grep -c '^ *server unix:/home/nur/asgi.sock' {NGINX}"))
     workers = host.check_output("ps -C nginx -o args=").count("worker process")
     handshakes = 2 * workers + 2
-    log = "/var/log/nginx/access.log"
-    start = int(host.check_output(f"wc -l < {log}"))
+    start = int(host.check_output(f"wc -l < {ACCESS_LOG}"))
 
     async def refused():
         for _ in range(handshakes):
@@ -257,9 +257,11 @@ def test_every_handshake_is_tried_on_every_peer_of_the_upstream_even_after_one_f
         asyncio.run(refused())
     finally:
         restore(host)
-    lines = [line for line in host.check_output(f"tail -n +{start + 1} {log}").splitlines() if '"GET /ws/' in line]
+    written = host.check_output(f"tail -n +{start + 1} {ACCESS_LOG}").splitlines()
+    lines = [line for line in written if '"GET /ws/' in line]
     tried = [line.split(" upstream=", 1)[1].split(" upstream_status=", 1)[0].count("unix:") for line in lines]
-    assert peers > 1 and len(tried) >= handshakes and set(tried) == {peers}, (peers, lines)  # (and the doctor's timer)
+    # At least ours: the doctor's timer may have walked meanwhile, and its handshakes count the same.
+    assert peers > 1 and len(tried) >= handshakes and set(tried) == {peers}, (peers, lines)
 
 
 def test_the_console_command_runs_without_the_virtualenv_on_path(host):
