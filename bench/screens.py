@@ -1,12 +1,16 @@
-"""Staff screens as the documented client keeps them (README, "What a client sees"), under a steady stream of
-table events: what the deploy, rollback and reconnect-storm tests (molecule/cluster/tests/test_6_rolling.py)
+"""Staff screens as the documented client keeps them (docs/protocol.md), under a steady stream of table
+events: what the deploy, rollback, reconnect-storm, failover and balance tests (molecule/cluster/tests)
 measure and `python -m bench rolling` reports.
 
-A screen shows its last snapshot (the `connection_established` hello, which also names the release that
-served it) plus every `table_status_changed` after it. When its socket closes (1012 when a host restarts,
-1013 when a worker sheds a storm, 1006 when the connection is cut) or a handshake fails, it reconnects after
-a random delay in [0, min(CAP_S, BASE_S * 2**attempt)] ("full jitter"); `attempt` counts the failures since
-its last hello. The hello replaces the whole picture, so nothing missed while away stays missed.
+A screen shows, for each table, the newest state it was told: a snapshot (the `connection_established`
+hello, which also names the release that served it, or a `tables_snapshot` after the server's link to
+Redis was interrupted) gives every table, a `table_status_changed` one. Each carries the table's version;
+a row or event older than what the screen shows is dropped (a snapshot read before an event it follows,
+an event relayed late), so a screen never moves a table back. A snapshot also drops the tables it no
+longer lists. When its socket closes (1012 when a host restarts or moves sockets to another host, 1013
+when a worker sheds a storm, 1006 when the connection is cut) or a handshake fails, it reconnects after a
+random delay in [0, min(CAP_S, BASE_S * 2**attempt)] ("full jitter"); `attempt` counts the failures since
+its last hello. The hello gives every table again, so nothing missed while away stays missed.
 
 Sockets spread over loopback source addresses (bench.clients.source_addresses), so nginx's per-address
 limits see many clients, as they would in a cafe chain.
@@ -35,11 +39,43 @@ def backoff(attempt, rng=random):
     return rng.uniform(0, min(CAP_S, BASE_S * 2**attempt))
 
 
+SNAPSHOTS = ("connection_established", "tables_snapshot")
+
+
 @dataclass
-class Screen:
-    index: int
-    source: str
+class View:
+    """The tables a client shows (id -> status) and their versions, kept as docs/protocol.md says."""
+
     tables: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    stale: int = 0  # rows and events dropped as older than what was shown
+    # (table id, version) -> every status a row of that version had: one, when versions tell the truth.
+    seen: dict = field(default_factory=dict)
+
+    def apply(self, message):
+        if message["type"] in SNAPSHOTS:
+            listed = {row["id"] for row in message["tables"]}
+            for gone in set(self.tables) - listed:
+                del self.tables[gone]
+                self.versions.pop(gone, None)
+            for row in message["tables"]:
+                self.show(row)
+        elif message["type"] == "table_status_changed":
+            self.show(message["data"])
+
+    def show(self, row):
+        version, shown = row.get("version"), self.versions.get(row["id"])
+        if version is not None and shown is not None and version < shown:
+            self.stale += 1
+            return
+        self.tables[row["id"]], self.versions[row["id"]] = row["status"], version
+        self.seen.setdefault((row["id"], version), set()).add(row["status"])
+
+
+@dataclass
+class Screen(View):
+    index: int = 0
+    source: str = "127.0.0.1"
     release: str | None = None
     hellos: int = 0
     closes: Counter = field(default_factory=Counter)  # close codes the server sent
@@ -85,21 +121,25 @@ class Screen:
 
 @dataclass
 class Load:
-    """`count` screens of one company and an event every EVENT_EVERY_S: a REST PATCH of a table's status."""
+    """`count` screens of one company and an event every EVENT_EVERY_S: a REST PATCH of a table's status
+    (never of the tables in `spared`, left for a test to change itself). Every change the API confirms is
+    noted with the version it answered (`written`)."""
 
     site: object
     token: str
     count: int
     first_address: int = 0
+    spared: frozenset = frozenset()
     screens: list = field(default_factory=list)
     events_sent: int = 0
     event_errors: Counter = field(default_factory=Counter)
+    written: dict = field(default_factory=dict)  # (table id, version) -> the status the API saved
 
     async def __aenter__(self):
         self.stop, self.quiet = asyncio.Event(), asyncio.Event()
         rng = random.Random(self.count)
         sources = source_addresses(self.count, PER_ADDRESS, self.first_address)
-        self.screens = [Screen(i, source) for i, source in enumerate(sources)]
+        self.screens = [Screen(index=i, source=source) for i, source in enumerate(sources)]
         self.tasks = [asyncio.create_task(s.keep(self.site, self.token, self.stop, rng)) for s in self.screens]
         self.tables = await self.database()
         self.driver = asyncio.create_task(self.drive())
@@ -117,20 +157,27 @@ class Load:
         tables = tables["results"] if isinstance(tables, dict) else tables
         return {t["id"]: t["status"] for t in tables}
 
+    async def change(self, table, status):
+        """PATCH one table's status; the version the API answered (noted in `written`), or None if refused."""
+        try:
+            _, saved = await asyncio.to_thread(
+                request, self.site, "PATCH", f"/api/cafe/tables/{table}/", self.token, {"status": status}
+            )
+        except urllib.error.HTTPError as refused:
+            self.event_errors[f"http {refused.code}"] += 1
+        except OSError as error:
+            self.event_errors[classify(error)] += 1
+        else:
+            self.written[table, saved["version"]] = saved["status"]
+            return saved["version"]
+        return None
+
     async def drive(self):
         statuses = ["occupied", "reserved", "free"]
-        ids = sorted(self.tables)
+        ids = sorted(set(self.tables) - self.spared)
         while not self.quiet.is_set():
             table = ids[self.events_sent % len(ids)]
-            status = statuses[(self.events_sent // len(ids)) % len(statuses)]
-            try:
-                await asyncio.to_thread(
-                    request, self.site, "PATCH", f"/api/cafe/tables/{table}/", self.token, {"status": status}
-                )
-            except urllib.error.HTTPError as refused:
-                self.event_errors[f"http {refused.code}"] += 1
-            except OSError as error:
-                self.event_errors[classify(error)] += 1
+            await self.change(table, statuses[(self.events_sent // len(ids)) % len(statuses)])
             self.events_sent += 1
             await asyncio.sleep(EVENT_EVERY_S)
 
@@ -157,6 +204,31 @@ class Load:
             await asyncio.sleep(0.2)
         return truth, stale
 
+    def untrue(self):
+        """Every state a screen showed that the database never had: a row without a version, one version with
+        two statuses, or a status other than the one the API saved with that version."""
+        seen = {}
+        for screen in self.screens:
+            for key, statuses in screen.seen.items():
+                seen.setdefault(key, set()).update(statuses)
+        return {
+            key: statuses
+            for key, statuses in seen.items()
+            if key[1] is None or len(statuses) > 1 or (key in self.written and statuses != {self.written[key]})
+        }
+
+    def missing(self):
+        """The screens that show a table older than the last change of it the API confirmed (index -> ids)."""
+        newest = {}
+        for table, version in self.written:
+            newest[table] = max(version, newest.get(table, 0))
+        behind = {}
+        for screen in self.screens:
+            late = [t for t, version in newest.items() if (screen.versions.get(t) or 0) < version]
+            if late:
+                behind[screen.index] = late
+        return behind
+
     def summary(self):
         gaps = [max(s.gaps) for s in self.screens if s.gaps]
         return {
@@ -168,4 +240,7 @@ class Load:
             "reconnected": sum(1 for s in self.screens if s.hellos > 1),
             "longest_gap_s": round(max(gaps), 2) if gaps else 0.0,
             "releases": dict(Counter(s.release for s in self.screens)),
+            # Rows and events older than what a screen showed, dropped (a reconnect's snapshot, then events
+            # published before it).
+            "stale_dropped": sum(s.stale for s in self.screens),
         }

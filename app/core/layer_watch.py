@@ -1,27 +1,34 @@
-"""Each worker's check that Redis still holds the channel layer's groups; its consumers rejoin when not.
+"""Each worker's check that its link to the channel layer holds; its consumers resync when it did not.
 
-Production Redis persists nothing (save "", no AOF). A restart, a FLUSHALL or a failover to
-an empty replica drops every group of RedisChannelLayer while the sockets stay open, and a
-consumer joins its group only in connect(): connected but deaf. RedisChannelLayer also drops
+Production Redis persists nothing (save "", no AOF), and the layer's messages travel only while a
+worker is connected. Whatever interrupts that link may lose events without closing a socket:
+connected but stale, or deaf. A restart, a FLUSHALL or a failover to an empty replica drops every
+group of RedisChannelLayer; a failover to a replica that lags loses the last writes; the pub/sub
+layer loses whatever is published while its subscription reconnects. RedisChannelLayer also drops
 a member after group_expiry (a day), so a screen open longer goes deaf as well.
 
 One watcher per event loop (a worker process has one) runs while the loop has consumers:
 
 - Every CHANNEL_LAYER_WATCH_INTERVAL seconds one atomic command, `SET <prefix>:nurcrm:alive:<id>
-  1 EX <ttl> GET`, refreshes the worker's sentinel key and tells whether it was still there.
-  Gone means Redis lost its data since the last poll, groups included: every consumer gets
-  {"type": "layer.reset"}, rejoins its group and sends its client a fresh snapshot. A Redis
-  that kept its data (a mere reconnect, a failover to a replica) kept the key: no resync.
-  Only an outage longer than the key's TTL (a minute) resyncs needlessly, which is harmless.
+  1 EX <ttl> GET`, on a connection of the watcher's own, refreshes the worker's sentinel key and tells
+  whether it was still there.
+- Every consumer gets {"type": "layer.reset"}, rejoins its group and sends its client a fresh snapshot
+  (its tables, each with its version) when the link was interrupted in any way:
+  * the key is gone: Redis lost its data since the last poll (a restart, a flush);
+  * the watcher's own connection had to be made again: Redis went away or restarted, a failover moved
+    the master (the Sentinels disconnect the clients of a demoted one), the network broke;
+  * with the pub/sub layer, its subscription connection had to be made again (`interrupted()`, from
+    core.layers): what was published meanwhile is lost.
+  The reset waits, with the pub/sub layer, until PUBSUB NUMSUB shows the consumer's channel subscribed
+  again (a reset published before that would be lost too), so the snapshot is read after the worker
+  receives the group's events again: nothing falls between the two. Only an outage longer than the
+  key's TTL (a minute) resyncs once more, which is harmless.
 - Every CHANNEL_LAYER_REJOIN_INTERVAL seconds every consumer gets {"type": "layer.rejoin"} and
   re-adds itself, before group_expiry drops it.
 
-Both travel through the layer to the consumer's own channel, so the consumer handles them in
-its dispatch order: between two events, never alongside one. RedisPubSubChannelLayer keeps
-no groups in Redis, and redis-py resubscribes a worker's channels when it reconnects; but
-whatever was published before that is lost: the events sent during the outage, and a reset.
-So its consumers get the reset too (the snapshot stands in for the lost events), each once
-PUBSUB NUMSUB shows its channel subscribed again.
+Both travel through the layer to the consumer's own channel, so the consumer handles them in its
+dispatch order: between two events, never alongside one. The events' senders lose nothing meanwhile
+(apps.cafe.outbox); the client drops an event older than what it shows (docs/protocol.md).
 
 Redis unreachable: one warning, the polls go on, the worker never stops for it.
 """
@@ -66,6 +73,13 @@ async def watch(consumer):
     await watcher.polled.wait()
 
 
+def interrupted(layer):
+    """The link of this loop's `layer` to Redis was made again (core.layers): its consumers resync."""
+    watcher = _watches.get((asyncio.get_running_loop(), layer))
+    if watcher is not None:
+        watcher.interrupted = "the layer's subscription was made again"
+
+
 def forget(consumer):
     """The consumer is gone; the last one to go stops its loop's watcher."""
     key = (asyncio.get_running_loop(), getattr(consumer, "channel_layer", None))
@@ -85,7 +99,10 @@ class LayerWatch:
         self.interval = settings.CHANNEL_LAYER_WATCH_INTERVAL
         self.rejoin_every = settings.CHANNEL_LAYER_REJOIN_INTERVAL
         # The layer's own connection settings (address, timeouts, retries): the same Redis and database.
-        self.redis = aioredis.Redis(connection_pool=create_pool(host))
+        # One connection, of its own: making it again is an interruption (`reconnected`).
+        self.redis = aioredis.Redis(connection_pool=create_pool(host), single_connection_client=True)
+        self.interrupted = None  # why the consumers resync at the next poll, if they must
+        self.listening = False
         self.key = f"{prefix}:nurcrm:alive:{uuid.uuid4().hex}"
         # Outlives ten missed polls; a stopped worker's key is gone within a minute or so.
         self.ttl = max(60, math.ceil(10 * self.interval))
@@ -125,15 +142,22 @@ class LayerWatch:
             logger.info("channel layer watch: Redis answers again")
         self.unreachable = False
 
+    def reconnected(self, connection):
+        """redis-py made the watcher's connection again."""
+        self.interrupted = "the connection to Redis was made again"
+
     async def check(self, first):
         # The first poll plants the key; any later one finds it, after a failed poll too, unless Redis lost it.
         if await self.redis.set(self.key, 1, ex=self.ttl, get=True) is None and not first:
-            logger.warning(
-                "Redis lost the channel layer's data (a restart or a flush): %d socket(s) rejoin and resync",
-                len(self.consumers),
-            )
+            self.interrupted = "Redis lost the channel layer's data (a restart or a flush)"
+        if not self.listening:  # from the first connection on: the next one is an interruption
+            self.redis.connection.register_connect_callback(self.reconnected)
+            self.listening = True
+        if self.interrupted:
+            logger.warning("%s: %d socket(s) rejoin and resync", self.interrupted, len(self.consumers))
             metrics.LAYER_RESETS.inc()
             self.to_reset |= self.consumers
+            self.interrupted = None
         now = asyncio.get_running_loop().time()
         if now >= self.rejoin_at:
             await self.tell(list(self.consumers), REJOIN)

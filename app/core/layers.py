@@ -6,11 +6,12 @@ import collections
 import channels_redis.core
 import channels_redis.pubsub
 import channels_redis.utils
+from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core import fanout, metrics, redisconn
+from core import fanout, layer_watch, metrics, redisconn
 
 BACKENDS = {
     "redis": "core.layers.RedisChannelLayer",
@@ -112,7 +113,26 @@ class _Inbox:
         return item
 
 
+class _ResubscribingPubSub(PubSub):
+    """redis-py's PubSub, telling the layer watch each time it has to connect again: it resubscribes
+    every channel, but what was published meanwhile is lost (core.layer_watch resyncs the sockets). The
+    first connection calls no on_connect: redis-py registers it only once connected."""
+
+    def __init__(self, connection_pool, layer):
+        super().__init__(connection_pool)
+        self.layer = layer
+
+    async def on_connect(self, connection):
+        await super().on_connect(connection)
+        layer_watch.interrupted(self.layer)
+
+
 class _FanoutShard(channels_redis.pubsub.RedisSingleShardConnection):
+    def _ensure_redis(self):
+        if self._redis is None:
+            super()._ensure_redis()
+            self._pubsub = _ResubscribingPubSub(self._redis.connection_pool, self.channel_layer.channel_layer)
+
     def _receive_message(self, message):
         if message is None:
             return

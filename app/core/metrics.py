@@ -30,7 +30,16 @@ FRAMES_WRITTEN = Counter("nurcrm_ws_frames_written", "Frames handed to sockets."
 BACKLOG_CLOSES = Counter(
     "nurcrm_ws_backlog_closes", "Sockets closed with 1013 because they fell too many broadcasts behind."
 )
-LAYER_RESETS = Counter("nurcrm_channel_layer_resets", "Times a worker found Redis had lost the channel layer's data.")
+LAYER_RESETS = Counter(
+    "nurcrm_channel_layer_resets",
+    "Times a worker resynced its sockets: Redis lost the layer's data, or the worker's link to it was interrupted.",
+)
+EVENTS_RELAYED = Counter(
+    "nurcrm_events_relayed", "Events the outbox relay published because Redis refused them at their commit."
+)
+REBALANCE_CLOSES = Counter(
+    "nurcrm_ws_rebalance_closes", "Sockets closed with 1012 to move them to an app host holding fewer (core.balance)."
+)
 REDIS_ERRORS = Counter("nurcrm_redis_errors", "Redis commands that failed, by where.", ["where"])
 SNAPSHOT_SECONDS = Histogram(
     "nurcrm_snapshot_seconds",

@@ -6,6 +6,7 @@ without the settings production needs, naming them in one line.
 """
 
 import json
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -152,6 +153,22 @@ if not 0 < CHANNEL_LAYER_REJOIN_INTERVAL < CHANNEL_LAYER_GROUP_EXPIRY:
         f"CHANNEL_LAYER_REJOIN_INTERVAL={CHANNEL_LAYER_REJOIN_INTERVAL} must be positive and below "
         f"CHANNEL_LAYER_GROUP_EXPIRY={CHANNEL_LAYER_GROUP_EXPIRY}, or sockets drop out of their groups"
     )
+
+# Events Redis did not take when their change committed wait in the outbox (apps/cafe/outbox.py): every
+# worker's relay looks every OUTBOX_RELAY_INTERVAL seconds for those older than OUTBOX_RELAY_DELAY.
+OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", 1, minimum=1)
+OUTBOX_RELAY_DELAY = env.int("OUTBOX_RELAY_DELAY", 2, minimum=1)
+
+# --- Spreading sockets over the app hosts (core/balance.py) ----------------------------
+# This app host's name among the others (the app role sets the inventory's); the machine's name if unset.
+APP_HOST = env.str("APP_HOST", socket.gethostname())
+# Every worker says how many sockets it holds this often (seconds). A host over its share by more than
+# WS_REBALANCE_TOLERANCE percent (and one socket) closes the surplus with 1012, at most WS_REBALANCE_RATE
+# sockets a second for the whole host; a host counts once it has run WS_REBALANCE_GRACE seconds.
+WS_REBALANCE_INTERVAL = env.int("WS_REBALANCE_INTERVAL", 2, minimum=1)
+WS_REBALANCE_RATE = env.int("WS_REBALANCE_RATE", 20, minimum=1)
+WS_REBALANCE_TOLERANCE = env.int("WS_REBALANCE_TOLERANCE", 10, minimum=0)
+WS_REBALANCE_GRACE = env.int("WS_REBALANCE_GRACE", 15, minimum=0)
 
 # --- Authentication ----------------------------------------------------------------
 JWT_SIGNING_KEY = env.required("JWT_SIGNING_KEY", production=PRODUCTION, fallback=SECRET_KEY)

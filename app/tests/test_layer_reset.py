@@ -101,18 +101,47 @@ async def test_a_socket_open_while_redis_loses_its_data_gets_a_snapshot_then_eve
         await assert_resynced_and_receiving(ws, company, await first_table(main))
 
 
-async def test_a_reconnect_to_a_redis_that_kept_its_data_sends_no_snapshot(layer, restartable_redis, tenant):
-    """Every connection to Redis dropped, its data kept (as a network blip or a failover to a replica):
-    no resync; the next frame is the next event."""
+async def test_every_connection_dropped_with_the_data_kept_resyncs_the_socket(layer, restartable_redis, tenant):
+    """Every connection to Redis dropped, its data kept (the Sentinels' kill of a demoted master's clients, a
+    network blip): events may have been lost meanwhile, so the socket gets a snapshot equal to the database,
+    change included, then events."""
+    company, (main, _), user = tenant
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
+        client = restartable_redis.client()
+        await change_silently(main)
+        client.client_kill_filter(_type="normal")
+        client.client_kill_filter(_type="pubsub")
+        await assert_resynced_and_receiving(ws, company, await first_table(main))
+
+
+async def test_a_pubsub_subscription_made_again_resyncs_the_socket(settings, restartable_redis, tenant):
+    """Only the pub/sub layer's subscription is cut (the watch's own connection stays): redis-py resubscribes,
+    and what was published meanwhile is lost, so the socket gets a snapshot, then events."""
+    use_layer(settings, "redis-pubsub", restartable_redis)
     company, (main, _), user = tenant
     group = company_group(company.id)
     async with socket_to(token=token_for(user)) as ws:
         await connect_ok(ws)
+        await change_silently(main)
+        restartable_redis.client().client_kill_filter(_type="pubsub")
+        await until(lambda: group_state(group).members)
+        await assert_resynced_and_receiving(ws, company, await first_table(main))
+
+
+async def test_redis_layer_messages_kept_in_redis_need_no_resync(settings, restartable_redis, tenant):
+    """RedisChannelLayer keeps messages in Redis, not on a connection: cutting its consumers' connections
+    (not the watch's) loses nothing, and the next frame is the next event."""
+    use_layer(settings, "redis", restartable_redis)
+    company, (main, _), user = tenant
+    async with socket_to(token=token_for(user)) as ws:
+        await connect_ok(ws)
         client = restartable_redis.client()
-        client.client_kill_filter(_type="normal")
-        client.client_kill_filter(_type="pubsub")
+        receiving = [c["id"] for c in client.client_list(_type="normal") if c["cmd"] == "bzpopmin"]
+        assert receiving, client.client_list()
+        for connection in receiving:
+            client.client_kill_filter(_id=connection)
         assert await ws.receive_nothing(timeout=10 * POLL, interval=POLL)
-        await until(lambda: group_state(group).members)  # the pub/sub layer resubscribes within a second
         table = await first_table(main)
         await database_sync_to_async(send_table_status_changed_notification)(table)
         assert (await ws.receive_json_from(timeout=10))["type"] == "table_status_changed"

@@ -20,9 +20,11 @@ from wsgiref.util import setup_testing_defaults
 import jinja2
 import pytest
 import yaml
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from prometheus_client.parser import text_string_to_metric_families
 
+from apps.cafe import outbox
 from apps.cafe.models import Table
 from apps.cafe.notifications import TABLE_STATUS_CHANGED, _broadcast, table_payload
 from apps.cafe.views import send_table_status_changed_notification
@@ -77,6 +79,7 @@ class Delta:
 
 
 ACCEPTED = ("nurcrm_ws_handshakes_total", ("outcome", "accepted"))
+RELAYED = ("nurcrm_events_relayed_total",)
 SMALL = ("nurcrm_ws_open_sockets", ("company_size", "1-9"))
 SNAPSHOTS = ("nurcrm_snapshot_seconds_count",)
 FRAMES = ("nurcrm_ws_frames_written_total",)
@@ -101,6 +104,8 @@ def test_the_exporter_serves_every_metric_of_the_contract_with_its_type():
         "nurcrm_ws_frames_written": "counter",
         "nurcrm_ws_backlog_closes": "counter",
         "nurcrm_channel_layer_resets": "counter",
+        "nurcrm_events_relayed": "counter",
+        "nurcrm_ws_rebalance_closes": "counter",
         "nurcrm_redis_errors": "counter",
         "nurcrm_snapshot_seconds": "histogram",
         "nurcrm_worker_starts": "counter",
@@ -218,12 +223,15 @@ async def test_a_broadcast_counts_one_event_and_a_frame_per_socket_in_one_step_p
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_broadcast_redis_refuses_counts_an_error_per_group_and_no_event(tenant, settings):
+def test_a_broadcast_redis_refuses_counts_an_error_and_no_event_until_the_relay_sends_it(tenant, settings):
     settings.CHANNEL_LAYERS = channel_layers("redis", f"redis://127.0.0.1:{free_port()}/0")
     table = Table.objects.filter(company=tenant[0]).first()
-    delta = Delta(TABLE_EVENTS, where("broadcast"))
+    delta = Delta(TABLE_EVENTS, where("broadcast"), RELAYED)
     _broadcast(TABLE_STATUS_CHANGED, table.company_id, table.branch_id, table_payload(table))
-    assert (delta[TABLE_EVENTS], delta[where("broadcast")]) == (0, 2)
+    assert (delta[TABLE_EVENTS], delta[where("broadcast")], delta[RELAYED]) == (0, 1, 0)
+    settings.CHANNEL_LAYERS = channel_layers("memory", "")
+    assert async_to_sync(outbox.relay_once)(0)[:2] == (1, 0)
+    assert (delta[TABLE_EVENTS], delta[RELAYED]) == (1, 1)
 
 
 async def test_a_socket_too_far_behind_counts_a_backlog_close():

@@ -1,16 +1,21 @@
-"""The senders (checklist item 7): one group-name builder, after-commit delivery, msgpack-safe payloads."""
+"""The senders (checklist item 7): one group-name builder, the outbox (an event commits with its change and is
+published after, or later by a relay), versions, msgpack-safe payloads."""
 
+import asyncio
 import logging
 import uuid
 from decimal import Decimal
 
 import msgpack
 import pytest
-from django.db import transaction
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.db import DatabaseError, transaction
 
-from apps.cafe import consumers, notifications
+from apps.cafe import consumers, notifications, outbox
 from apps.cafe.groups import branch_group, company_group, recipient_groups, socket_group
-from apps.cafe.models import Order, Table
+from apps.cafe.models import Order, OutboxEvent, Table
 from apps.cafe.views import send_table_status_changed_notification
 from core.layers import channel_layers
 
@@ -50,58 +55,155 @@ def test_payloads_survive_msgpack(tenant):
     assert notifications.order_payload(order)["total"] == "10.50"
 
 
+class Layer:
+    """A channel layer that records what it is given, refusing the groups in `down`."""
+
+    def __init__(self, down=()):
+        self.sent, self.down = [], set(down)
+
+    async def group_send(self, group, message):
+        if group in self.down:
+            raise ConnectionError("redis is down")
+        self.sent.append((group, message))
+
+
+@pytest.fixture
+def layer(monkeypatch):
+    fake = Layer()
+    monkeypatch.setattr(outbox, "get_channel_layer", lambda: fake)
+    return fake
+
+
 @pytest.mark.django_db(transaction=True)
-def test_sent_only_after_commit_and_never_on_rollback(tenant, monkeypatch):
-    """Inside a transaction nothing is sent until it commits; a rolled-back change sends nothing."""
+def test_sent_only_after_commit_and_never_on_rollback(tenant, layer):
+    """Inside a transaction nothing is sent until it commits; a rolled-back change sends nothing and leaves
+    nothing in the outbox."""
     table = Table.objects.filter(company=tenant[0]).first()
-    sent = []
-    monkeypatch.setattr(notifications, "async_to_sync", lambda fn: lambda group, message: sent.append(group))
     with transaction.atomic():
         send_table_status_changed_notification(table)
-        assert sent == []
-    assert sent == recipient_groups(table.company_id, table.branch_id)
-    sent.clear()
+        assert layer.sent == []
+    assert [group for group, _ in layer.sent] == recipient_groups(table.company_id, table.branch_id)
+    assert not OutboxEvent.objects.exists()
+    layer.sent.clear()
     with pytest.raises(RuntimeError), transaction.atomic():
         send_table_status_changed_notification(table)
         raise RuntimeError("roll back")
-    assert sent == []
+    assert layer.sent == [] and not OutboxEvent.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failed_send_is_logged_and_not_raised(tenant, monkeypatch, caplog):
-    """With Redis down the caller (a REST request) still succeeds; the failure is logged as such."""
+def test_a_change_and_its_event_commit_together(tenant, api, monkeypatch):
+    """The event is written in the change's transaction: when recording it fails, the change is not saved."""
+    company, (main, _), user = tenant
+    table = Table.objects.filter(branch=main).first()
+
+    def broken(groups, event):
+        raise DatabaseError("outbox unwritable")
+
+    monkeypatch.setattr(outbox, "record", broken)
+    with pytest.raises(DatabaseError):
+        api(user).patch(f"/api/cafe/tables/{table.id}/", {"status": "occupied"}, format="json")
+    table.refresh_from_db()
+    assert (table.status, table.version) == ("free", 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_send_waits_in_the_outbox_and_is_logged_not_raised(tenant, layer, caplog):
+    """With Redis down the caller (a REST request) still succeeds; the event waits, with the groups it has
+    yet to reach, and the failure is logged once, as waiting."""
     table = Table.objects.filter(company=tenant[0]).first()
-
-    def broken(fn):
-        def send(group, message):
-            raise ConnectionError("redis is down")
-
-        return send
-
-    monkeypatch.setattr(notifications, "async_to_sync", broken)
-    with caplog.at_level(logging.ERROR, logger="apps.cafe.notifications"):
+    groups = recipient_groups(table.company_id, table.branch_id)
+    layer.down = {groups[1]}
+    with caplog.at_level(logging.WARNING, logger="apps.cafe.outbox"):
         send_table_status_changed_notification(table)
-    failures = [r for r in caplog.records if "failed" in r.getMessage()]
-    assert len(failures) == 2
-    assert "table.status_changed" in failures[0].getMessage()
+    (waiting,) = OutboxEvent.objects.all()
+    assert waiting.groups == groups[1:] and waiting.event["data"] == notifications.table_payload(table)
+    assert [group for group, _ in layer.sent] == groups[:1]
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert warning.startswith(f"notification table.status_changed to group {groups[1]} not published"), warning
+    layer.down.clear()
+    assert async_to_sync(outbox.relay_once)(0)[:2] == (1, 0)
+    assert [group for group, _ in layer.sent] == groups and not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_relay_takes_an_event_only_once_it_has_waited_and_no_other_holds_it(tenant, layer):
+    """The sender's own publish is not raced (OUTBOX_RELAY_DELAY), and a claimed event is left to its relay
+    until the lease ends; one Redis refuses is back for every relay at once."""
+    table = Table.objects.filter(company=tenant[0]).first()
+    layer.down = set(recipient_groups(table.company_id, table.branch_id))
+    send_table_status_changed_notification(table)
+    send_table_status_changed_notification(table)
+    assert async_to_sync(outbox.relay_once)(60)[:2] == (0, 0), "taken before it waited"
+    first, second = async_to_sync(outbox.claim)(0)[:1], async_to_sync(outbox.claim)(0)
+    assert len(first) == 1 and second == [], "two relays took the same events"
+    OutboxEvent.objects.update(claimed_until=None)
+    published, left, error = async_to_sync(outbox.relay_once)(0)
+    assert (published, left) == (0, 2) and isinstance(error, ConnectionError)
+    assert not OutboxEvent.objects.exclude(claimed_until=None).exists(), "a refused event stays claimed"
+    layer.down.clear()
+    assert async_to_sync(outbox.relay_once)(0)[:2] == (2, 0)
+    assert not OutboxEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_every_change_gets_the_next_version_from_the_database(tenant):
+    """Two writers holding the same row each get their own, higher version (F() under the row's lock), and a
+    bulk update moves every row it touches on too."""
+    table = Table.objects.filter(company=tenant[0]).first()
+    assert table.version == 1
+    mine, theirs = Table.objects.get(pk=table.pk), Table.objects.get(pk=table.pk)
+    mine.status = Table.Status.OCCUPIED
+    mine.save()
+    theirs.status = Table.Status.RESERVED
+    theirs.save(update_fields=["status"])
+    assert (mine.version, theirs.version) == (2, 3)
+    Table.objects.filter(pk=table.pk).update(status=Table.Status.FREE)
+    table.refresh_from_db()
+    assert (table.status, table.version) == ("free", 4)
+    assert notifications.table_payload(table)["version"] == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_rest_answer_and_the_event_carry_the_same_version(tenant, api, layer):
+    company, (main, _), user = tenant
+    table = Table.objects.filter(branch=main).first()
+    answer = api(user).patch(f"/api/cafe/tables/{table.id}/", {"status": "occupied"}, format="json").json()
+    events = [message["data"] for _, message in layer.sent]
+    assert answer["version"] == 2 and {event["version"] for event in events} == {2}, (answer, events)
+    order = api(user).post("/api/cafe/orders/", {"table": str(table.id), "items": []}, format="json").json()
+    changed = api(user).patch(f"/api/cafe/orders/{order['id']}/", {"status": "served"}, format="json").json()
+    assert (order["version"], changed["version"]) == (1, 2)
+    assert [m["data"]["version"] for _, m in layer.sent if m["type"].startswith("order.")][-1] == 2
 
 
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_an_order_created_while_redis_is_stopped_is_saved_and_the_failure_logged(
+async def test_an_order_created_while_redis_is_stopped_reaches_its_group_once_redis_is_back(
     settings, restartable_redis, api, tenant, caplog
 ):
-    """A real redis-server, stopped: POST /api/cafe/orders/ still answers 201, each group's send is logged
-    as failed, and the request is not held up (connect is refused at once; the layer retries 3 times)."""
+    """A real redis-server, stopped: POST /api/cafe/orders/ still answers 201 (connect is refused at once; the
+    layer retries 3 times), the event waits in the outbox, and once Redis answers the relay publishes it to
+    the group's members."""
     settings.CHANNEL_LAYER = "redis"
     settings.CHANNEL_LAYERS = channel_layers("redis", restartable_redis.url)
     restartable_redis.stop()
     company, (main, _), user = tenant
-    table = Table.objects.filter(branch=main).first()
-    with caplog.at_level(logging.ERROR, logger="apps.cafe.notifications"):
-        response = api(user).post("/api/cafe/orders/", {"table": str(table.id), "items": []}, format="json")
+    table = await database_sync_to_async(Table.objects.filter(branch=main).first)()
+    with caplog.at_level(logging.WARNING, logger="apps.cafe.outbox"):
+        response = await database_sync_to_async(api(user).post)(
+            "/api/cafe/orders/", {"table": str(table.id), "items": []}, format="json"
+        )
     assert response.status_code == 201, response.content
-    assert Order.objects.filter(pk=response.json()["id"]).exists()
-    failures = [record.getMessage() for record in caplog.records if "failed" in record.getMessage()]
-    groups = recipient_groups(company.id, main.id)
-    assert failures == [f"notification order.created to group {group} failed" for group in groups]
+    assert ["order.created"] == [e["type"] async for e in OutboxEvent.objects.values_list("event", flat=True)]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        f"notification order.created to group {company_group(company.id)} not published"
+    ]
+    restartable_redis.start()
+    layer = get_channel_layer()
+    screen = await layer.new_channel()
+    await layer.group_add(branch_group(company.id, main.id), screen)
+    assert (await outbox.relay_once(0))[:2] == (1, 0)
+    event = await asyncio.wait_for(layer.receive(screen), 5)
+    assert (event["type"], event["data"]["id"]) == ("order.created", response.json()["id"])
+    assert not await OutboxEvent.objects.aexists()

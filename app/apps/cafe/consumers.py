@@ -29,7 +29,7 @@ from apps.cafe.groups import socket_group
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
 from apps.users import ws_guard
-from core import fanout, layer_watch, metrics
+from core import balance, fanout, layer_watch, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
             await self.close(code=1012)
         finally:
             self._uncount()
+            balance.closed(self)
             layer_watch.forget(self)
             self._drop_outlet()
             await self._leave_group()
@@ -126,6 +127,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
         )
         await self.accept(self.scope.get("auth_subprotocol"))
         self.is_open = True
+        balance.opened(self)
         metrics.HANDSHAKES.labels(outcome="accepted").inc()
         self.counted_as = size
         metrics.OPEN_SOCKETS.labels(company_size=self.counted_as).inc()
@@ -136,6 +138,7 @@ class TableStatusConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code):
         self.is_open = False
         self._uncount()
+        balance.closed(self)
         self._drop_outlet()
         await self._leave_group()
 

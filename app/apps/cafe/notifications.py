@@ -1,20 +1,17 @@
-"""Table and order events, sent to the channel layer after the database commits.
+"""Table and order events: recorded with the change, published to the channel layer once it commits.
 
 Every sender goes through `_broadcast`, which targets `recipient_groups()`: the company's
-group and, for an object with a branch, that branch's group too. Payloads hold only
-JSON/msgpack-safe values (UUIDs, Decimals and datetimes as strings).
+group and, for an object with a branch, that branch's group too. The event is written to the
+outbox (apps.cafe.outbox) in the caller's transaction, so a committed change always has its
+event, and published after the commit; what Redis does not take then is published by a relay
+when it answers again. Payloads hold only JSON/msgpack-safe values (UUIDs, Decimals and
+datetimes as strings) and the object's `version`, which orders them (docs/protocol.md).
 """
 
-import logging
-
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import transaction
 
+from apps.cafe import outbox
 from apps.cafe.groups import recipient_groups
-from core import metrics
-
-logger = logging.getLogger(__name__)
 
 # Channel-layer event type -> consumer handler `table_status_changed` etc.
 TABLE_STATUS_CHANGED = "table.status_changed"
@@ -39,6 +36,7 @@ def table_payload(table):
         "company_id": str(table.company_id),
         "branch_id": _str_or_none(table.branch_id),
         "updated_at": _iso(table.updated_at),
+        "version": table.version,
     }
 
 
@@ -53,28 +51,18 @@ def order_payload(order):
         "branch_id": _str_or_none(order.branch_id),
         "created_at": _iso(order.created_at),
         "updated_at": _iso(order.updated_at),
+        "version": order.version,
     }
 
 
 def _broadcast(event_type, company_id, branch_id, payload):
-    """Send after commit; a failed send is logged and never fails the caller's request."""
+    """Record the event in the caller's transaction; publish it once that commits. The groups.
+
+    Publishing never fails the caller: an event Redis does not take stays in the outbox."""
     groups = recipient_groups(company_id, branch_id)
     # Each worker's layer encodes the frame once for all its sockets (core.fanout).
-    message = {"type": event_type, "data": payload}
-
-    def send():
-        layer, sent = get_channel_layer(), False
-        for group in groups:
-            try:
-                async_to_sync(layer.group_send)(group, message)
-                sent = True
-            except Exception:
-                metrics.REDIS_ERRORS.labels(where="broadcast").inc()
-                logger.exception("notification %s to group %s failed", event_type, group)
-        if sent:  # one event, whatever the number of its groups
-            metrics.EVENTS_BROADCAST.labels(type=event_type.replace(".", "_")).inc()
-
-    transaction.on_commit(send)
+    pending = outbox.record(groups, {"type": event_type, "data": payload})
+    transaction.on_commit(lambda: outbox.publish(pending), robust=True)
     return groups
 
 

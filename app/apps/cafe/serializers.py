@@ -9,8 +9,8 @@ from apps.cafe.models import Order, Table
 class TableSerializer(serializers.ModelSerializer):
     class Meta:
         model = Table
-        fields = ["id", "number", "name", "status", "branch", "updated_at"]
-        read_only_fields = ["id", "number", "name", "branch", "updated_at"]
+        fields = ["id", "number", "name", "status", "branch", "updated_at", "version"]
+        read_only_fields = ["id", "number", "name", "branch", "updated_at", "version"]
 
 
 # An order's total must fit its column (max_digits=12, decimal_places=2).
@@ -31,8 +31,8 @@ class OrderSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["id", "table", "branch", "status", "items", "total", "created_at", "updated_at"]
-        read_only_fields = ["id", "branch", "total", "created_at", "updated_at"]
+        fields = ["id", "table", "branch", "status", "items", "total", "created_at", "updated_at", "version"]
+        read_only_fields = ["id", "branch", "total", "created_at", "updated_at", "version"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

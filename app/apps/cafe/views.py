@@ -7,6 +7,7 @@ as operators call them from `manage.py shell`:
 
 import uuid
 
+from django.db import transaction
 from rest_framework import mixins, permissions, viewsets
 from rest_framework.exceptions import ValidationError
 
@@ -68,6 +69,8 @@ class TableViewSet(
     model = Table
     serializer_class = TableSerializer
 
+    # The change and its event commit together (apps.cafe.outbox): the event is published after the commit.
+    @transaction.atomic
     def perform_update(self, serializer):
         previous = serializer.instance.status
         table = serializer.save()
@@ -86,8 +89,10 @@ class OrderViewSet(
     model = Order
     serializer_class = OrderSerializer
 
+    @transaction.atomic
     def perform_create(self, serializer):
         send_order_created_notification(serializer.save())
 
+    @transaction.atomic
     def perform_update(self, serializer):
         send_order_updated_notification(serializer.save())

@@ -19,6 +19,7 @@ import pytest
 import testinfra
 from websockets.exceptions import ConnectionClosed
 
+from bench.screens import View
 from doctor.cli import report
 from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import gather, walk
@@ -148,6 +149,27 @@ def upstream_connections():
     return counts
 
 
+BALANCED = 0.6  # the busiest app host's share of the open sockets, at most, once they spread back (issue 24)
+BALANCE_S = 60
+
+
+def spread(apps):
+    """The open sockets of each app host ({name: number}), as this machine sees the connections."""
+    held = upstream_connections()
+    return {app.name: held.get(app.address, 0) for app in apps}
+
+
+async def until_balanced(apps, timeout=BALANCE_S):
+    """Until the busiest app host holds at most BALANCED of the open sockets: (spread before, after, seconds)."""
+    before, started = spread(apps), time.monotonic()
+    while True:
+        now = spread(apps)
+        if max(now.values()) <= BALANCED * sum(now.values()):
+            return before, now, time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"not balanced within {timeout} s: {before} -> {now}"
+        await asyncio.sleep(0.5)
+
+
 def workers_holding_sockets(app):
     """The gunicorn workers on an app host that hold at least one WebSocket (PIDs)."""
     out = app.check_output(f"ss -Htnp state established '( src {app.address} and sport = :{APP_PORT} )'")
@@ -199,13 +221,14 @@ async def every_socket_gets(sockets, table_id, timeout=10):
     assert [event["data"]["id"] for event, _ in events] == [table_id] * len(sockets)
 
 
-class Screen:
-    """What one client shows: its last snapshot (the hello) plus the table events after it."""
+class Screen(View):
+    """One client's view (bench.screens.View, the documented client's rules) on an open socket."""
 
     def __init__(self, ws, hello):
+        super().__init__()
         assert hello["type"] == "connection_established", hello
         self.ws = ws
-        self.tables = {t["id"]: t["status"] for t in hello["tables"]}
+        self.apply(hello)
         self.reconnected = False
 
     @classmethod
@@ -213,19 +236,13 @@ class Screen:
         ws = await socket_to(site, f"token={token}")
         return cls(ws, await receive(ws))
 
-    def apply(self, message):
-        if message["type"] == "table_status_changed":
-            self.tables[message["data"]["id"]] = message["data"]["status"]
-
     async def until(self, table_id, status, timeout=10):
-        """Messages until the one saying this table has this status; every table event on the way is applied."""
+        """Messages until the screen shows this table with this status, by an event or a snapshot."""
         deadline = time.monotonic() + timeout
         while True:
-            message = await receive(self.ws, timeout=max(0.1, deadline - time.monotonic()))
-            self.apply(message)
-            if message["type"] == "table_status_changed" and message["data"]["id"] == table_id:
-                if message["data"]["status"] == status:
-                    return
+            self.apply(await receive(self.ws, timeout=max(0.1, deadline - time.monotonic())))
+            if self.tables.get(table_id) == status:
+                return
 
     async def close(self):
         await self.ws.close()

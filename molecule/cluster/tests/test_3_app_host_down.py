@@ -1,14 +1,28 @@
 """An app host is lost (its container killed, as a power cut): its sockets reconnect through nginx to the
 other within 5 s, new handshakes succeed throughout, events keep reaching every socket, and when it
-returns new sockets reach it again."""
+returns the sockets spread back (issue 24): within a minute the busiest host holds at most 60 % of them,
+every screen reconnected without a failed handshake and shows the database."""
 
 import asyncio
 import subprocess
 import time
 
-from conftest import Screen, change_a_table, open_spread, receive, settle, socket_to, upstream_connections, wait_for
+from conftest import (
+    Screen,
+    change_a_table,
+    open_spread,
+    receive,
+    settle,
+    socket_to,
+    until_balanced,
+    upstream_connections,
+    wait_for,
+)
+
+from bench.screens import Load
 
 RECONNECT_S = 5
+SCREENS = 60  # open while the host is away: all on the other one when it returns
 
 
 async def keep_handshaking(site, token, stop):
@@ -56,19 +70,22 @@ def test_an_app_host_lost_and_back(site, token, apps):
     assert not failures and opened > 0, failures
     assert held.get(lost.address, 0) == 0 and held.get(kept.address, 0) >= len(back_after), held
 
-    subprocess.run(["docker", "start", lost.name], check=True, capture_output=True)
-    wait_for(
-        lambda: lost.run("systemctl is-active gunicorn").stdout.strip() == "active", 60, f"gunicorn on {lost.name}"
-    )
+    async def spreads_back_when_it_returns():
+        async with Load(site, token, SCREENS, 10000) as load:
+            assert upstream_connections().get(lost.address, 0) == 0
+            await asyncio.to_thread(subprocess.run, ["docker", "start", lost.name], check=True, capture_output=True)
+            await asyncio.to_thread(
+                wait_for,
+                lambda: lost.run("systemctl is-active gunicorn").stdout.strip() == "active",
+                60,
+                f"gunicorn on {lost.name}",
+            )
+            balance = await until_balanced(apps)
+            truth, stale = await load.settle()
+            return balance, load.summary(), stale
 
-    async def reaches_it_again():
-        deadline = time.monotonic() + 20  # nginx leaves a failed server alone for fail_timeout (5 s)
-        while upstream_connections().get(lost.address, 0) == 0:
-            assert time.monotonic() < deadline, f"no new socket reached {lost.name}"
-            async with socket_to(site, f"token={token}") as ws:
-                assert (await receive(ws))["type"] == "connection_established"
-                if upstream_connections().get(lost.address, 0):
-                    return
-            await asyncio.sleep(0.2)
-
-    asyncio.run(reaches_it_again())
+    (before, after, seconds), figures, stale = asyncio.run(spreads_back_when_it_returns())
+    print(f"{lost.name} back: sockets {before} -> {after} in {seconds:.0f} s; {figures}")
+    assert after[lost.name] > 0
+    assert not figures["handshake_failures"] and set(figures["closes"]) <= {1012}, figures
+    assert not stale, f"{len(stale)} screens unlike the database"

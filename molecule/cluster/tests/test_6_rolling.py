@@ -2,8 +2,10 @@
 200 ms (bench/screens.py, the documented client): a rolling deploy of a changed release with site.yml, a
 rollback with playbooks/rollback.yml, a deploy whose release fails its check on the first host, and a
 reconnect storm. After each: no handshake failed (nginx retried what a stopping worker dropped), every
-screen that was closed came back, every screen shows the database, and every hello names the release the
-hosts run. Each test's figures are printed (pytest -s) for bench/REPORT.md."""
+screen that was closed came back, every screen shows the database, no screen ever showed a table older than
+it had shown nor a state the database never had (issue 24: every row and event carries its version), and
+every hello names the release the hosts run. After the deploy the sockets spread back over the app hosts
+within a minute. Each test's figures are printed (pytest -s) for bench/REPORT.md."""
 
 import asyncio
 import json
@@ -12,7 +14,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, until_balanced
 
 from bench.rolling import app_variant
 from bench.screens import Load
@@ -55,13 +57,15 @@ def running(apps):
     }
 
 
-def under_load(site, token, first_address, action):
-    """`action()` (in a thread) while the screens are open and the events flow; its result, and the load
-    after the screens settled: (result, load, database, stale screens)."""
+def under_load(site, token, first_address, action, then=None):
+    """`action()` (in a thread) while the screens are open and the events flow, then `then()` (awaited) if
+    given; their results, and the load after the screens settled: (result, load, database, stale screens)."""
 
     async def scenario():
         async with Load(site, token, SCREENS, first_address) as load:
             result = await asyncio.to_thread(action)
+            if then is not None:
+                result = (result, await then())
             truth, stale = await load.settle()
             return result, load, truth, stale
 
@@ -76,16 +80,23 @@ def assert_unnoticed(load, stale, release, what):
     assert figures["releases"] == {release: SCREENS}, figures
     assert set(figures["closes"]) <= {1012, 1013}, figures
     assert figures["events_sent"] > 0 and not figures["event_errors"], figures
+    assert not load.missing(), f"confirmed changes missing from screens: {load.missing()}"
+    assert not load.untrue(), f"states no database had: {load.untrue()}"
     return figures
 
 
 def test_a_rolling_deploy_of_a_changed_release_goes_unnoticed(inventory, site, token, apps, variants):
     before = running(apps)
     assert len({release for release, _ in before.values()}) == 1, before
-    (rc, output, seconds), load, _, stale = under_load(
-        site, token, 0, lambda: playbook(inventory, "site.yml", "-e", f"app_source_dir={variants['changed']}")
+    ((rc, output, seconds), (before_spread, balanced, balance_s)), load, _, stale = under_load(
+        site,
+        token,
+        0,
+        lambda: playbook(inventory, "site.yml", "-e", f"app_source_dir={variants['changed']}"),
+        then=lambda: until_balanced(apps),
     )
     assert rc == 0, output[-3000:]
+    print(f"after the roll: sockets {before_spread} -> {balanced} in {balance_s:.0f} s")
     after = running(apps)
     new = {release for release, _ in after.values()}
     assert len(new) == 1 and new != {before[apps[0].name][0]}, after

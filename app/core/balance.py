@@ -1,0 +1,225 @@
+"""Sockets spread back over the app hosts after a roll, a host's return or a new host.
+
+nginx sends a new socket to the app host with the fewest (least_conn), but an open socket stays where
+it is: after a host is rolled, restarted or added, the others keep what they took meanwhile. So every
+worker (core.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
+
+- writes its open sockets to the Redis hash `<prefix>:nurcrm:sockets`, field "<host> <pid>", value
+  "<sockets> <seen> <started>" (Redis's own clock, the same for every host), and reads every worker's;
+  a worker not seen for three intervals is gone and its field removed (one that stops removes its own);
+- counts the hosts that have run for WS_REBALANCE_GRACE seconds: a host the roll has just started is
+  still checked before it returns to nginx's upstream, and sockets closed for it would come back;
+- when its host holds more than the fair share (the counted hosts' sockets over their number) by more
+  than WS_REBALANCE_TOLERANCE percent and one socket, closes its part of the surplus with 1012 (service
+  restart): the host closes at most WS_REBALANCE_RATE sockets a second, each worker in proportion to its
+  sockets, one at a time, spread over the interval, then waits an interval for the moves to land before
+  it plans again. The documented client reconnects after a jittered
+  backoff (docs/protocol.md), and nginx gives it a host with fewer: no storm, and a client is away for
+  about as long as a reconnect takes.
+
+A host whose closed sockets land nowhere else (the others out of nginx's upstream, say) makes no
+progress: a worker that has closed sockets for STALLED_ROUNDS rounds while the other hosts gained none
+pauses for PAUSE_ROUNDS rounds and says so. One app host, or the in-memory layer: nothing to do.
+"""
+
+import asyncio
+import logging
+import math
+import os
+import random
+from dataclasses import dataclass
+
+from channels_redis.utils import create_pool, decode_hosts
+from django.conf import settings
+from redis import asyncio as aioredis
+
+from core import metrics
+
+logger = logging.getLogger(__name__)
+
+CLOSE_MOVE = 1012  # service restart: reconnect (to a host with fewer sockets)
+STALE_ROUNDS = 3  # a worker not seen for this many intervals is gone
+STALLED_ROUNDS = 4
+PAUSE_ROUNDS = 30
+
+_sockets = set()  # this process's open sockets (apps.cafe.consumers adds and removes them)
+
+
+def opened(consumer):
+    _sockets.add(consumer)
+
+
+def closed(consumer):
+    _sockets.discard(consumer)
+
+
+@dataclass(frozen=True)
+class Worker:
+    host: str
+    pid: int
+    sockets: int
+    seen: float
+    started: float
+
+
+def parse(fields):
+    """The hash's fields ({b"<host> <pid>": b"<sockets> <seen> <started>"}) as Workers; malformed ones skipped."""
+    workers = []
+    for name, value in fields.items():
+        try:
+            host, pid = (name.decode() if isinstance(name, bytes) else name).rsplit(" ", 1)
+            sockets, seen, started = (value.decode() if isinstance(value, bytes) else value).split()
+            workers.append(Worker(host, int(pid), int(sockets), float(seen), float(started)))
+        except ValueError:
+            continue
+    return workers
+
+
+@dataclass(frozen=True)
+class Spread:
+    """The counted hosts' sockets ({host: sockets}) and this worker's part of its host's surplus."""
+
+    hosts: dict
+    fair: float
+    to_close: int
+
+    def __str__(self):
+        return ", ".join(f"{host} {count}" for host, count in sorted(self.hosts.items()))
+
+
+def plan(workers, me, now, interval, rate, tolerance, grace):
+    """How many of its sockets worker `me` closes this round, and the spread it sees. `workers` are the
+    live ones (`me` among them), `now` is Redis's clock, `tolerance` a percentage."""
+    sockets, up_since = {}, {}
+    for worker in workers:
+        sockets[worker.host] = sockets.get(worker.host, 0) + worker.sockets
+        up_since[worker.host] = min(up_since.get(worker.host, worker.started), worker.started)
+    counted = {host: count for host, count in sockets.items() if now - up_since[host] >= grace}
+    fair = sum(counted.values()) / len(counted) if counted else 0.0
+    held = counted.get(me.host)
+    if held is None or len(counted) < 2 or held <= fair * (1 + tolerance / 100) + 1:
+        return Spread(counted, fair, 0)
+    budget = min(held - fair, rate * interval)
+    return Spread(counted, fair, min(me.sockets, math.ceil(budget * me.sockets / held)))
+
+
+class Guard:
+    """Progress, seen from one worker: it stops closing sockets that land nowhere else."""
+
+    def __init__(self, host, interval):
+        self.host, self.interval = host, interval
+        self.others = None  # the other hosts' sockets at the last round
+        self.stalled = 0  # rounds this worker closed sockets in while the others gained none
+        self.paused = 0  # rounds left to sit out
+
+    def allow(self, spread):
+        """How many of the planned closes to make this round."""
+        others = sum(count for host, count in spread.hosts.items() if host != self.host)
+        if (self.others is not None and others > self.others) or not spread.to_close:
+            self.stalled = 0
+        self.others = others
+        if self.paused:
+            self.paused -= 1
+            return 0
+        if spread.to_close and self.stalled >= STALLED_ROUNDS:
+            logger.warning(
+                "rebalance: %d rounds of closing sockets here and the other app hosts got none (%s): is one "
+                "out of nginx's upstream? Pausing for %d s",
+                self.stalled,
+                spread,
+                PAUSE_ROUNDS * self.interval,
+            )
+            self.stalled, self.paused = 0, PAUSE_ROUNDS
+            return 0
+        if spread.to_close:
+            self.stalled += 1
+        return spread.to_close
+
+
+class Balancer:
+    def __init__(self, host):
+        self.interval = settings.WS_REBALANCE_INTERVAL
+        self.redis = aioredis.Redis(connection_pool=create_pool(host))
+        self.key = f"{settings.CHANNEL_LAYER_PREFIX}:nurcrm:sockets"
+        self.field = f"{settings.APP_HOST} {os.getpid()}"
+        self.started = None
+        self.guard = Guard(settings.APP_HOST, self.interval)
+        self.unreachable = False
+
+    async def round(self):
+        """Say what this worker holds, read the others: how many of its sockets to close this round."""
+        seconds, micros = await self.redis.time()
+        now = seconds + micros / 1e6
+        self.started = self.started or now
+        me = Worker(settings.APP_HOST, os.getpid(), len(_sockets), now, self.started)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.key, self.field, f"{me.sockets} {me.seen} {me.started}")
+            pipe.expire(self.key, STALE_ROUNDS * 10 * self.interval)
+            pipe.hgetall(self.key)
+            *_, fields = await pipe.execute()
+        workers = parse(fields)
+        gone = [f"{w.host} {w.pid}" for w in workers if w.seen < now - STALE_ROUNDS * self.interval]
+        if gone:
+            await self.redis.hdel(self.key, *gone)
+        live = [w for w in workers if w.seen >= now - STALE_ROUNDS * self.interval]
+        spread = plan(
+            live,
+            me,
+            now,
+            self.interval,
+            settings.WS_REBALANCE_RATE,
+            settings.WS_REBALANCE_TOLERANCE,
+            settings.WS_REBALANCE_GRACE,
+        )
+        count = self.guard.allow(spread)
+        if count:
+            logger.info(
+                "rebalance: sockets per app host %s (fair share %.0f): this worker closes %d of its %d with 1012",
+                spread,
+                spread.fair,
+                count,
+                me.sockets,
+            )
+        return count
+
+    async def close(self, count):
+        """Close `count` of this worker's sockets with 1012, one at a time, over this round."""
+        chosen = random.sample(list(_sockets), min(count, len(_sockets)))
+        for consumer in chosen:
+            metrics.REBALANCE_CLOSES.inc()
+            await consumer.shut(CLOSE_MOVE, "rebalancing: reconnect")
+            await asyncio.sleep(self.interval / len(chosen))
+
+    async def run(self):
+        try:
+            while True:
+                try:
+                    count = await self.round()
+                    if self.unreachable:
+                        logger.info("rebalance: Redis answers again")
+                    self.unreachable = False
+                except Exception as error:  # noqa: BLE001 (Redis away: the sockets stay, the rounds go on)
+                    count = 0
+                    if not self.unreachable:
+                        logger.warning("rebalance: Redis unreachable (%r); trying every %s s", error, self.interval)
+                    self.unreachable = True
+                if count:
+                    await self.close(count)
+                # Closed sockets reconnect and every worker says so before the next plan: a plan made on
+                # counts from before the moves landed would move more than the surplus.
+                await asyncio.sleep(self.interval)
+        finally:
+            # A worker that stops leaves the count at once, rather than after STALE_ROUNDS intervals.
+            try:
+                await asyncio.wait_for(self.redis.hdel(self.key, self.field), 1)
+            except Exception as error:  # noqa: BLE001
+                logger.debug("rebalance: could not remove %s: %r", self.field, error)
+            await self.redis.aclose()
+
+
+async def run():
+    """Each worker's part, from its start to its end (core.asgi's lifespan)."""
+    config = settings.CHANNEL_LAYERS["default"].get("CONFIG", {})
+    if not config.get("hosts"):
+        return  # the in-memory layer: one process, nothing to spread
+    await Balancer(decode_hosts(config["hosts"])[0]).run()
