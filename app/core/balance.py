@@ -10,10 +10,11 @@ worker (core.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
 - counts the hosts that have run for WS_REBALANCE_GRACE seconds: a host the roll has just started is
   still checked before it returns to nginx's upstream, and sockets closed for it would come back;
 - when its host holds more than the fair share (the counted hosts' sockets over their number) by more
-  than WS_REBALANCE_TOLERANCE percent and one socket, closes its part of the surplus with 1012 (service
+  than WS_REBALANCE_TOLERANCE percent and one socket in two rounds in a row (a worker counts the others'
+  sockets up to an interval late: one round alone may show a burst of new sockets, or the ones it has just
+  moved, not yet counted where they landed), closes its part of the surplus with 1012 (service
   restart): the host closes at most WS_REBALANCE_RATE sockets a second, each worker in proportion to its
-  sockets, one at a time, spread over the interval, then waits an interval for the moves to land before
-  it plans again. The documented client reconnects after a jittered
+  sockets, one at a time, spread over the interval. The documented client reconnects after a jittered
   backoff (docs/protocol.md), and nginx gives it a host with fewer: no storm, and a client is away for
   about as long as a reconnect takes.
 
@@ -99,16 +100,27 @@ def plan(workers, me, now, interval, rate, tolerance, grace):
     held = counted.get(me.host)
     if held is None or len(counted) < 2 or held <= fair * (1 + tolerance / 100) + 1:
         return Spread(counted, fair, 0)
-    budget = min(held - fair, rate * interval)
-    return Spread(counted, fair, min(me.sockets, math.ceil(budget * me.sockets / held)))
+    budget = min(math.floor(held - fair), rate * interval)
+    # The host's budget shared by its workers in proportion to their sockets, to the socket (largest
+    # remainders): every worker computes the same shares from the same counts.
+    mates = sorted((w for w in workers if w.host == me.host), key=lambda w: w.pid)
+    exact = {w.pid: budget * w.sockets / held for w in mates}
+    shares = {pid: math.floor(value) for pid, value in exact.items()}
+    by_remainder = sorted(mates, key=lambda w: (shares[w.pid] - exact[w.pid], w.pid))
+    for worker in by_remainder[: budget - sum(shares.values())]:
+        shares[worker.pid] += 1
+    return Spread(counted, fair, min(me.sockets, shares[me.pid]))
 
 
 class Guard:
-    """Progress, seen from one worker: it stops closing sockets that land nowhere else."""
+    """One worker's brake: it moves sockets only for a surplus seen in two rounds in a row without a move of
+    its own between them (every worker counts the others' sockets up to an interval late: a burst of new
+    sockets, or the ones it has just moved), and stops moving those that land nowhere else."""
 
     def __init__(self, host, interval):
         self.host, self.interval = host, interval
         self.others = None  # the other hosts' sockets at the last round
+        self.surplus_seen = False  # the last round planned closes too
         self.stalled = 0  # rounds this worker closed sockets in while the others gained none
         self.paused = 0  # rounds left to sit out
 
@@ -118,6 +130,9 @@ class Guard:
         if (self.others is not None and others > self.others) or not spread.to_close:
             self.stalled = 0
         self.others = others
+        seen_before, self.surplus_seen = self.surplus_seen, bool(spread.to_close)
+        if not seen_before:
+            return 0
         if self.paused:
             self.paused -= 1
             return 0
@@ -133,6 +148,8 @@ class Guard:
             return 0
         if spread.to_close:
             self.stalled += 1
+            # What it closes lands on the others' counts up to an interval late: the next round only looks.
+            self.surplus_seen = False
         return spread.to_close
 
 

@@ -147,6 +147,11 @@ class LayerWatch:
         self.interrupted = "the connection to Redis was made again"
 
     async def check(self, first):
+        connection = self.redis.connection
+        if connection is not None and not connection.is_connected:
+            # Made again here, through the Sentinels: redis-py 8 reconnects a lone client's connection inside a
+            # command to the address it had, so under Sentinel it would knock on the old master forever.
+            await connection.connect()
         # The first poll plants the key; any later one finds it, after a failed poll too, unless Redis lost it.
         if await self.redis.set(self.key, 1, ex=self.ttl, get=True) is None and not first:
             self.interrupted = "Redis lost the channel layer's data (a restart or a flush)"

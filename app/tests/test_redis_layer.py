@@ -8,6 +8,7 @@ import asyncio
 import io
 import uuid
 
+import channels_redis.utils
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -157,3 +158,23 @@ async def test_a_handshake_that_fails_after_the_join_leaves_the_group(redis_laye
         assert client.zcard(f"{prefix}:group:{group}") == 0
     else:
         assert client.pubsub_numsub(f"{prefix}__group__{group}") == [(f"{prefix}__group__{group}", 0)]
+
+
+async def test_the_internals_core_layers_relies_on_are_still_there(redis_server):
+    """core.layers subclasses channels_redis's pub/sub layer and redis-py's PubSub and uses their private names
+    (both pinned in requirements.txt): an upgrade that moves one fails here first, naming it."""
+    layer = import_string(channel_layers("redis-pubsub", redis_server)["default"]["BACKEND"])(hosts=[redis_server])
+    loop_layer = layer._get_layer()
+    shard = loop_layer._shards[0]
+    shard._ensure_redis()
+    needed = {
+        "RedisPubSubChannelLayer": (layer, ["_layers", "_args", "_kwargs", "_get_layer"]),
+        "RedisPubSubLoopLayer": (loop_layer, ["_shards", "_get_shard", "_subscribe_to_channel", "channels", "groups"]),
+        "RedisSingleShardConnection": (shard, ["host", "channel_layer", "_redis", "_pubsub", "_receive_message"]),
+        "redis.asyncio.client.PubSub": (shard._pubsub, ["on_connect", "connection_pool"]),
+        "channels_redis.utils": (channels_redis.utils, ["_wrap_close", "create_pool", "decode_hosts"]),
+    }
+    missing = [f"{owner}.{name}" for owner, (obj, names) in needed.items() for name in names if not hasattr(obj, name)]
+    assert not missing, f"moved in this release of channels_redis or redis-py: {missing}"
+    assert type(shard._pubsub).__name__ == "_ResubscribingPubSub", "the layer watch would not hear of a resubscribe"
+    await layer.flush()

@@ -135,3 +135,45 @@ async def test_a_client_keeps_receiving_or_reconnects_after_a_failover(tmp_path,
         await ws.close()
     finally:
         stack.stop()
+
+
+LOSE_A_CHANGE = "from apps.cafe.models import Table; Table.objects.filter(number=1).update(status='cleaning')"
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+async def test_a_change_lost_in_a_failover_reaches_the_open_socket(tmp_path, replicated, layer):
+    """The master stops and a table changes with no event at all (as one lost while the workers' links to Redis
+    were down): once the Sentinel has promoted the replica, the socket shows the change within 10 s, by the
+    snapshot its worker sends when its link is made again (or, closed with 1012, by its reconnect's hello)."""
+    stack = LocalStack(
+        tmp_path,
+        "redis://ignored/0",
+        workers=2,
+        layer=layer,
+        REDIS_SENTINELS=f"127.0.0.1:{replicated.ports['sentinel']}",
+        REDIS_MASTER_NAME=MASTER_NAME,
+        REDIS_SENTINEL_PASSWORD=SENTINEL_PASSWORD,
+    )
+
+    def shows_the_change(tables):
+        return {t["status"] for t in tables if t["number"] == 1} == {"cleaning"}
+
+    try:
+        token = stack.manage("issue_token", "--user", "demo").strip()
+        ws = await stack.connect(f"token={token}")
+        assert not shows_the_change(json.loads(await asyncio.wait_for(ws.recv(), 5))["tables"])
+        old = replicated.master_port()
+        replicated.processes[0].terminate()
+        await asyncio.to_thread(stack.manage, "shell", "-c", LOSE_A_CHANGE)
+        replicated.wait(lambda: replicated.master_port() != old, "the failover")
+        promoted = time.monotonic()
+        try:
+            while not shows_the_change((message := json.loads(await asyncio.wait_for(ws.recv(), 10)))["tables"]):
+                assert message["type"] == "tables_snapshot", message
+        except ConnectionClosed:
+            ws = await stack.connect(f"token={token}")
+            assert shows_the_change(json.loads(await asyncio.wait_for(ws.recv(), 5))["tables"])
+        assert time.monotonic() - promoted < 10
+        await ws.close()
+    finally:
+        stack.stop()
