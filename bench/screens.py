@@ -83,12 +83,6 @@ class Screen(View):
     gaps: list = field(default_factory=list)  # seconds from losing the socket to the next hello
     connected: bool = False
 
-    def apply(self, message):
-        if message["type"] in ("connection_established", "tables_snapshot"):
-            self.tables = {t["id"]: t["status"] for t in message["tables"]}
-        elif message["type"] == "table_status_changed":
-            self.tables[message["data"]["id"]] = message["data"]["status"]
-
     async def keep(self, site, token, stop, rng):
         """Connected until `stop` is set: reconnecting with backoff whenever the socket is lost."""
         attempt, lost_at = 0, None

@@ -7,8 +7,9 @@ worker (core.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
 - writes its open sockets to the Redis hash `<prefix>:nurcrm:sockets`, field "<host> <pid>", value
   "<sockets> <seen> <started>" (Redis's own clock, the same for every host), and reads every worker's;
   a worker not seen for three intervals is gone and its field removed (one that stops removes its own);
-- counts the hosts that have run for WS_REBALANCE_GRACE seconds: a host the roll has just started is
-  still checked before it returns to nginx's upstream, and sockets closed for it would come back;
+- counts the hosts that have run for WS_REBALANCE_GRACE seconds (a host the roll has just started is
+  still checked before it returns to nginx's upstream) and that it has heard from since its last round
+  (a killed host's fields stay a while, saying nothing new): sockets closed for them would come back;
 - when its host holds more than the fair share (the counted hosts' sockets over their number) by more
   than WS_REBALANCE_TOLERANCE percent and one socket in two rounds in a row (a worker counts the others'
   sockets up to an interval late: one round alone may show a burst of new sockets, or the ones it has just
@@ -74,6 +75,17 @@ def parse(fields):
         except ValueError:
             continue
     return workers
+
+
+def heard_from(workers, before, host):
+    """The workers of `host` and of the hosts heard from since the last round (`before`: each host's latest
+    `seen` then), and each host's latest `seen` now. A host that was killed could not remove its fields: they
+    stay for STALE_ROUNDS intervals, but say nothing new, and sockets closed for it would come back."""
+    latest = {}
+    for worker in workers:
+        latest[worker.host] = max(latest.get(worker.host, worker.seen), worker.seen)
+    heard = [w for w in workers if w.host == host or latest[w.host] > before.get(w.host, float("-inf"))]
+    return heard, latest
 
 
 @dataclass(frozen=True)
@@ -160,7 +172,9 @@ class Balancer:
         self.key = f"{settings.CHANNEL_LAYER_PREFIX}:nurcrm:sockets"
         self.field = f"{settings.APP_HOST} {os.getpid()}"
         self.started = None
+        self.heard = {}  # each host's latest `seen` at the last round
         self.guard = Guard(settings.APP_HOST, self.interval)
+        self.closing = None  # the task closing this round's sockets
         self.unreachable = False
 
     async def round(self):
@@ -178,7 +192,9 @@ class Balancer:
         gone = [f"{w.host} {w.pid}" for w in workers if w.seen < now - STALE_ROUNDS * self.interval]
         if gone:
             await self.redis.hdel(self.key, *gone)
-        live = [w for w in workers if w.seen >= now - STALE_ROUNDS * self.interval]
+        live, self.heard = heard_from(
+            [w for w in workers if w.seen >= now - STALE_ROUNDS * self.interval], self.heard, me.host
+        )
         spread = plan(
             live,
             me,
@@ -220,12 +236,12 @@ class Balancer:
                     if not self.unreachable:
                         logger.warning("rebalance: Redis unreachable (%r); trying every %s s", error, self.interval)
                     self.unreachable = True
-                if count:
-                    await self.close(count)
-                # Closed sockets reconnect and every worker says so before the next plan: a plan made on
-                # counts from before the moves landed would move more than the surplus.
+                if count:  # beside the rounds, which go on saying what this worker holds
+                    self.closing = asyncio.create_task(self.close(count))
                 await asyncio.sleep(self.interval)
         finally:
+            if self.closing is not None:
+                self.closing.cancel()
             # A worker that stops leaves the count at once, rather than after STALE_ROUNDS intervals.
             try:
                 await asyncio.wait_for(self.redis.hdel(self.key, self.field), 1)

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core.balance import PAUSE_ROUNDS, STALLED_ROUNDS, Guard, Spread, Worker, parse, plan
+from core.balance import PAUSE_ROUNDS, STALLED_ROUNDS, Guard, Spread, Worker, heard_from, parse, plan
 from tests.localstack import LocalStack
 
 RATE, INTERVAL, TOLERANCE, GRACE = 20, 2, 10, 15
@@ -58,6 +58,16 @@ def test_a_host_in_its_grace_is_neither_counted_nor_sheds():
     assert closes([full, fresh], full, now=NOW + 1) == RATE * INTERVAL
     starting = Worker("app1", 1, 100, NOW, NOW - 1)
     assert closes([starting, Worker("app2", 1, 0, NOW, NOW - 60)], starting) == 0
+
+
+def test_a_host_that_says_nothing_new_is_not_counted():
+    """app2 was killed: its fields stay until they are stale, but its `seen` no longer moves on."""
+    app1, app2 = Worker("app1", 1, 100, NOW, NOW - 60), Worker("app2", 7, 0, NOW - 1, NOW - 60)
+    heard, before = heard_from([app1, app2], {}, "app1")
+    assert heard == [app1, app2] and before == {"app1": NOW, "app2": NOW - 1}
+    later = Worker("app1", 1, 100, NOW + 2, NOW - 60)
+    assert heard_from([later, app2], before, "app1")[0] == [later]
+    assert heard_from([later, Worker("app2", 7, 0, NOW + 1, NOW - 60)], before, "app1")[0][1].host == "app2"
 
 
 def test_the_hash_parses_and_skips_what_is_malformed():

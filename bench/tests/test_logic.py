@@ -194,6 +194,45 @@ def test_the_documented_backoff_is_full_jitter_doubling_up_to_its_cap():
     assert min(CAP_S, BASE_S * 2**9) == CAP_S == 8.0
 
 
+def hello(*rows, kind="connection_established"):
+    return {"type": kind, "tables": [{"id": i, "status": status, "version": v} for i, status, v in rows]}
+
+
+def changed(table, status, version=None):
+    data = {"id": table, "status": status} | ({"version": version} if version is not None else {})
+    return {"type": "table_status_changed", "data": data}
+
+
+def test_a_screen_never_moves_a_table_back_to_an_older_version():
+    """The documented client's rule (docs/protocol.md): rows and events older than what it shows are dropped,
+    whatever frame brings them; a snapshot drops the tables it no longer lists; a frame without a version is
+    applied as it comes."""
+    from bench.screens import View
+
+    view = View()
+    view.apply(hello(("a", "free", 3), ("b", "free", 1)))
+    view.apply(changed("a", "occupied", 2))  # published before the snapshot, arriving after it
+    assert (view.tables, view.stale) == ({"a": "free", "b": "free"}, 1)
+    view.apply(changed("a", "occupied", 4))
+    view.apply(hello(("a", "free", 3), ("c", "reserved", 1), kind="tables_snapshot"))  # read before that event
+    assert (view.tables, view.versions, view.stale) == ({"a": "occupied", "c": "reserved"}, {"a": 4, "c": 1}, 2)
+    view.apply(changed("a", "cleaning"))  # an older release's event: no version
+    assert view.tables["a"] == "cleaning" and view.versions["a"] is None
+    assert view.seen[("a", 4)] == {"occupied"} and ("a", 2) not in view.seen
+
+
+def test_a_load_names_states_no_database_had_and_confirmed_changes_a_screen_misses():
+    from bench.screens import Load, Screen
+
+    load = Load(site=None, token="", count=2)
+    load.screens = [Screen(index=0), Screen(index=1)]
+    load.written = {("a", 2): "occupied", ("a", 3): "free"}
+    load.screens[0].apply(hello(("a", "occupied", 2)))
+    load.screens[1].apply(hello(("a", "occupied", 3), ("b", "free", None)))
+    assert load.missing() == {0: ["a"]}
+    assert load.untrue() == {("a", 3): {"occupied"}, ("b", None): {"free"}}
+
+
 def rolling_run(action, gap, **counts):
     return {
         "action": action,

@@ -88,7 +88,8 @@ def test_a_failover_loses_no_change_and_every_screen_stays_true(site, token, red
             while late := behind(load, during):
                 assert time.monotonic() - promoted < RESYNC_S, (
                     f"{len(late)} screens still miss the failover's changes {RESYNC_S} s after the promotion, "
-                    f"e.g. {next(iter(late.items()))}"
+                    f"e.g. {next(iter(late.items()))}: changed {during}, screen 0 shows "
+                    f"{ {t: (load.screens[0].versions.get(t), load.screens[0].tables.get(t)) for t in during} }"
                 )
                 await asyncio.sleep(0.2)
             caught_up = time.monotonic() - promoted
@@ -112,7 +113,7 @@ def test_a_failover_loses_no_change_and_every_screen_stays_true(site, token, red
     assert not load.missing(), f"confirmed changes missing from screens: {load.missing()}"
     assert not load.untrue(), f"states no database had: {load.untrue()}"
     waiting = apps[0].check_output(
-        "nurcrm-manage shell -c 'from apps.cafe.models import OutboxEvent; print(OutboxEvent.objects.count())'"
+        "nurcrm-manage shell --verbosity 0 -c 'from apps.cafe.models import OutboxEvent; print(OutboxEvent.objects.count())'"
     )
     assert waiting == "0", f"{waiting} events still wait in the outbox"
 
