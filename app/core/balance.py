@@ -11,9 +11,9 @@ worker (core.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
   still checked before it returns to nginx's upstream) and that it has heard from since its last round
   (a killed host's fields stay a while, saying nothing new): sockets closed for them would come back;
 - when its host holds more than the fair share (the counted hosts' sockets over their number) by more
-  than WS_REBALANCE_TOLERANCE percent and one socket in two rounds in a row (a worker counts the others'
-  sockets up to an interval late: one round alone may show a burst of new sockets, or the ones it has just
-  moved, not yet counted where they landed), closes its part of the surplus with 1012 (service
+  than WS_REBALANCE_TOLERANCE percent and one socket in two rounds in a row, with no more sockets than the
+  round before (a worker counts the others' sockets up to an interval late: a burst of new sockets, or the
+  ones it has just moved, not yet counted where they landed), closes its part of the surplus with 1012 (service
   restart): the host closes at most WS_REBALANCE_RATE sockets a second, each worker in proportion to its
   sockets, one at a time, spread over the interval. The documented client reconnects after a jittered
   backoff (docs/protocol.md), and nginx gives it a host with fewer: no storm, and a client is away for
@@ -125,14 +125,16 @@ def plan(workers, me, now, interval, rate, tolerance, grace):
 
 
 class Guard:
-    """One worker's brake: it moves sockets only for a surplus seen in two rounds in a row without a move of
-    its own between them (every worker counts the others' sockets up to an interval late: a burst of new
-    sockets, or the ones it has just moved), and stops moving those that land nowhere else."""
+    """One worker's brake: it moves sockets only for a surplus seen in two rounds in a row, its host not
+    growing, without a move of its own between them (every worker counts the others' sockets up to an
+    interval late: a burst of new sockets, or the ones it has just moved), and stops moving those that land
+    nowhere else."""
 
     def __init__(self, host, interval):
         self.host, self.interval = host, interval
         self.others = None  # the other hosts' sockets at the last round
-        self.surplus_seen = False  # the last round planned closes too
+        self.surplus_seen = False  # the last round planned closes too, and this host was not growing
+        self.held_before = None  # this host's sockets at the last round
         self.stalled = 0  # rounds this worker closed sockets in while the others gained none
         self.paused = 0  # rounds left to sit out
 
@@ -142,8 +144,12 @@ class Guard:
         if (self.others is not None and others > self.others) or not spread.to_close:
             self.stalled = 0
         self.others = others
-        seen_before, self.surplus_seen = self.surplus_seen, bool(spread.to_close)
-        if not seen_before:
+        # A host still taking new sockets is in a burst that the others' counts may not show yet.
+        held = spread.hosts.get(self.host, 0)
+        growing = self.held_before is not None and held > self.held_before
+        self.held_before = held
+        seen_before, self.surplus_seen = self.surplus_seen, bool(spread.to_close) and not growing
+        if not (seen_before and self.surplus_seen):
             return 0
         if self.paused:
             self.paused -= 1

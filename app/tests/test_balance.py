@@ -82,6 +82,9 @@ def test_a_surplus_moves_sockets_only_when_seen_twice_in_a_row_without_a_move_be
     burst, even = Spread({"app1": 12, "app2": 0}, 6.0, 6), Spread({"app1": 51, "app2": 49}, 50.0, 0)
     assert [guard.allow(burst), guard.allow(even), guard.allow(burst)] == [0, 0, 0]
     assert [guard.allow(burst), guard.allow(burst), guard.allow(burst)] == [6, 0, 6]
+    growing = Guard("app1", INTERVAL)
+    spreads = [Spread({"app1": 100 + n, "app2": 0}, 50.0, 10) for n in range(4)]
+    assert [growing.allow(spread) for spread in spreads] == [0] * 4, "a host still taking new sockets moves none"
 
 
 def test_a_worker_whose_closed_sockets_land_nowhere_pauses_and_resumes():
