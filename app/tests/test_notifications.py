@@ -171,6 +171,8 @@ def test_the_rest_answer_and_the_event_carry_the_same_version(tenant, api, layer
     answer = api(user).patch(f"/api/cafe/tables/{table.id}/", {"status": "occupied"}, format="json").json()
     events = [message["data"] for _, message in layer.sent]
     assert answer["version"] == 2 and {event["version"] for event in events} == {2}, (answer, events)
+    again = api(user).patch(f"/api/cafe/tables/{table.id}/", {"status": "occupied"}, format="json").json()
+    assert again["version"] == 2 and len(layer.sent) == len(events), "the same status again is no change"
     order = api(user).post("/api/cafe/orders/", {"table": str(table.id), "items": []}, format="json").json()
     changed = api(user).patch(f"/api/cafe/orders/{order['id']}/", {"status": "served"}, format="json").json()
     assert (order["version"], changed["version"]) == (1, 2)

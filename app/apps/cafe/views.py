@@ -72,10 +72,9 @@ class TableViewSet(
     # The change and its event commit together (apps.cafe.outbox): the event is published after the commit.
     @transaction.atomic
     def perform_update(self, serializer):
-        previous = serializer.instance.status
-        table = serializer.save()
-        if table.status != previous:
-            send_table_status_changed_notification(table)
+        if serializer.validated_data.get("status", serializer.instance.status) == serializer.instance.status:
+            return  # nothing changes: no new version, no event (status is the one field a client may set)
+        send_table_status_changed_notification(serializer.save())
 
 
 class OrderViewSet(

@@ -30,6 +30,9 @@ def under_load(site, token, first_address, action):
         async with Load(site, token, SCREENS, first_address) as load:
             result = await asyncio.to_thread(action)
             truth, stale = await load.settle()
+            # No screen showed a state the database never had, nor misses a change the API confirmed.
+            assert not load.untrue(), f"states no database had: {load.untrue()}"
+            assert not load.missing(), f"confirmed changes missing from screens: {load.missing()}"
             return result, load.summary(), stale
 
     return asyncio.run(scenario())
