@@ -5,6 +5,7 @@
     nurcrm-doctor -i inventory/prod --fix          rerun the first broken layer's playbook, walk again
     nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
     nurcrm-doctor -i inventory/prod --metrics F.prom  also write the run as metrics for node-exporter (not with --fix)
+    nurcrm-doctor --list                           every check: its step, what it proves, where, what fixes it
 
 Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails (a host that does not
 answer while others do fails too), 2 the doctor could not look (a missing tool, an unreadable inventory,
@@ -27,7 +28,7 @@ from pathlib import Path
 from doctor import metrics
 from doctor.fix import rerun
 from doctor.hosts import DoctorError, use_own_tools
-from doctor.registry import first_failure
+from doctor.registry import first_failure, listing
 from doctor.walk import measured, recent_log_lines, walk
 
 HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
@@ -45,6 +46,7 @@ def parse_args(argv):
     parser.add_argument("--origin", help="Origin header clients send (default: https://<server_name>)")
     parser.add_argument("--sudo", action="store_true", help="run host commands with sudo (or set ansible_become)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--list", action="store_true", help="print every check and what fixes it; no walk")
     parser.add_argument("--fix", action="store_true", help="rerun the first broken layer's playbook, then walk again")
     parser.add_argument("--check", action="store_true", help="with --fix: show what the rerun would change, only")
     parser.add_argument(
@@ -190,6 +192,9 @@ def run(args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.list:
+        print(listing())
+        return HEALTHY
     use_own_tools()
     code, seen = run(args)
     if args.metrics:

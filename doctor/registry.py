@@ -81,8 +81,38 @@ class Check:
     def name(self):
         return self.func.__name__
 
+    @property
+    def proves(self):
+        """What a pass proves: the first paragraph of the check's docstring, on one line."""
+        return " ".join((self.func.__doc__ or "").strip().split("\n\n")[0].split())
+
+    @property
+    def where(self):
+        """Where it runs, as an operator reads it."""
+        if self.scope == (SITE,):
+            return "from the client"
+        where = f"{'across' if self.compares else 'on'} every {' and '.join(self.scope)} host"
+        when = (self.when.__doc__ or "").split(":")[0]  # "Only under Sentinel: ..."
+        return f"{where}, {when[:1].lower()}{when[1:]}" if when else where
+
+    @property
+    def fixed_by(self):
+        """What restores the layer when the check fails (a check may name another layer's, or say what to do)."""
+        return LAYERS[self.layer].playbook or "the operator (no playbook restores it)"
+
 
 REGISTRY = []  # in walk order
+
+
+def listing():
+    """Every registered check, in walk order, as `nurcrm-doctor --list` prints it (and docs/doctor.md shows it)."""
+    out = []
+    for step in STEPS:
+        checks = [c for c in REGISTRY if c.step == step.name]
+        out.append(f"{step.name} (checklist item {step.item})")
+        for c in checks:
+            out += [f"  {c.name}: {c.proves}", f"      {c.where}; layer {c.layer}; fixed by {c.fixed_by}"]
+    return "\n".join(out)
 
 
 def check(step, layer, on=SITE, needs=(), compares=False, when=None):
@@ -145,6 +175,12 @@ def unanswered(facts, names, seen=""):
         layer=HOST,
         manual=True,
     )
+
+
+def unheard(facts, *groups):
+    """What evidence judged without the hosts of these groups that did not answer adds ("; app2 does not answer")."""
+    silent = facts.silent(*groups)
+    return f"; {', '.join(silent)} {'does' if len(silent) == 1 else 'do'} not answer" if silent else ""
 
 
 @dataclass

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+import doctor.checks  # noqa: F401 (importing it registers the checks)
 from doctor import cli, walk
-from doctor.checks import LOOPBACK  # importing doctor.checks registers the checks
+from doctor.checks.gunicorn import LOOPBACK
 from doctor.facts import GROUPS, Facts
 from doctor.hosts import Unreachable
 from doctor.registry import REGISTRY, evaluate

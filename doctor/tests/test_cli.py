@@ -1,13 +1,14 @@
 """The command as a new user runs it: exit statuses, one clear line when it cannot look, --fix's report."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 from doctor.cli import changes
 from doctor.fix import summary
-from doctor.registry import ROOT
+from doctor.registry import REGISTRY, ROOT
 
 DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script `make setup` installs
 BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # no .venv/bin: Ansible's tools must be found beside the doctor
@@ -127,3 +128,19 @@ def test_before_and_after_lists_each_check_that_changed():
     before = {"results": [{"check": "a", "host": "h", "status": "fail"}, {"check": "b", "host": "h", "status": "pass"}]}
     after = {"results": [{"check": "a", "host": "h", "status": "pass"}, {"check": "b", "host": "h", "status": "pass"}]}
     assert changes(before, after) == ["a on h: FAIL -> PASS"]
+
+
+def test_the_list_names_every_registered_check_in_walk_order_and_walks_nothing():
+    """--list prints each check once, in walk order, with what it proves and what fixes it; it needs no inventory."""
+    code, out, err = doctor("--list", "-i", "inventory/none")
+    assert (code, err) == (0, ""), err
+    listed = re.findall(r"^  (\w+): (.+)$", out, flags=re.M)
+    assert [name for name, _ in listed] == [c.name for c in REGISTRY]
+    assert all(proves.endswith(".") for _, proves in listed), listed
+    assert out.count("fixed by") == len(REGISTRY)
+
+
+def test_every_check_says_in_one_line_what_it_proves():
+    """A check's docstring opens with one short paragraph: --list and docs/doctor.md print it."""
+    long = {c.name: c.proves for c in REGISTRY if not c.proves or len(c.proves) > 120}
+    assert not long, f"give these checks a first paragraph of at most 120 characters: {long}"
