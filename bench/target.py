@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from bench.clients import Endpoint
+from doctor.probe import parse_env_file, sentinel_addresses
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_DIR = ROOT / "app"
@@ -437,16 +438,6 @@ def molecule_inventory(scenario=CLUSTER_SCENARIO, tmp=MOLECULE_TMP):
     return found[-1]
 
 
-def parse_env_file(text):
-    """A systemd EnvironmentFile's KEY=value lines (values quoted as the app role writes them)."""
-    values = {}
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key and not key.startswith("#"):
-            values[key] = (shlex.split(value) or [""])[0]
-    return values
-
-
 def floor_redis(env, master=None):
     """(URL without password, password) of the Redis master for the floor, from the app's settings: the app's
     own user, whose ACL allows the asgi* channels the floor uses. `master` finds (host, port) from the
@@ -465,7 +456,7 @@ def sentinel_master(sentinels, name, password=None):
     """(host, port) of the master the Sentinels name now (a failover may have moved it)."""
     import redis.sentinel
 
-    addresses = [(host, int(port)) for host, _, port in (item.strip().rpartition(":") for item in sentinels.split(","))]
+    addresses = sentinel_addresses(sentinels)
     kwargs = {"password": password} if password else {}
     return redis.sentinel.Sentinel(addresses, sentinel_kwargs=kwargs, socket_timeout=3).discover_master(name)
 

@@ -21,6 +21,7 @@ import json
 import os
 import pwd
 import re
+import shlex
 import stat
 import subprocess
 import sys
@@ -109,15 +110,35 @@ def layer_view(env):
 
 
 def parse_env_file(text):
+    """KEY=value lines of an environment file (systemd's EnvironmentFile, or a project's .env), as the app
+    reads them: comments, blank lines and `export` skipped, one level of quotes removed as a shell does. The
+    one parser of the doctor and the benchmark."""
     env = {}
     for line in (text or "").splitlines():
-        match = re.match(r"^\s*(?:export\s+)?(\w+)=(.*)$", line)
-        if match and not line.lstrip().startswith("#"):
-            value = match.group(2).strip()
-            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-                value = value[1:-1]
-            env[match.group(1)] = value
+        match = re.match(r"^\s*(?:export\s+)?([A-Za-z_]\w*)\s*=\s*(.*?)\s*$", line)
+        if not match:
+            continue
+        value = match.group(2)
+        if value[:1] in ("'", '"'):
+            try:
+                value = (shlex.split(value) or [""])[0]
+            except ValueError:  # an unclosed quote: the text as written
+                value = value.strip("'\"")
+        env[match.group(1)] = value
     return env
+
+
+def sentinel_addresses(text):
+    """REDIS_SENTINELS ("10.0.0.1:26379,[::1]:26379") -> [("10.0.0.1", 26379), ("::1", 26379)]; a ValueError
+    names an item that is not host:port. The one parser of the doctor and the benchmark; the app, which cannot
+    import the doctor, has its own (core.redisconn.sentinel_addresses), kept equal by doctor/tests/test_probe.py."""
+    found = []
+    for item in filter(None, (part.strip() for part in (text or "").split(","))):
+        address, _, port = item.rpartition(":")
+        if not address or not port.isdigit():
+            raise ValueError(f"{item!r} is not host:port")
+        found.append((address.strip("[]"), int(port)))
+    return found
 
 
 def unit_show(unit):
@@ -400,7 +421,10 @@ def sentinels_view(env):
     if not env.get("REDIS_SENTINELS"):
         return None
     name, password = env.get("REDIS_MASTER_NAME", ""), env.get("REDIS_SENTINEL_PASSWORD", "")
-    sentinels = [s.strip() for s in env["REDIS_SENTINELS"].split(",") if s.strip()]
+    try:
+        sentinels = [host_port(host, port) for host, port in sentinel_addresses(env["REDIS_SENTINELS"])]
+    except ValueError:  # the app refuses to start with it; no Sentinel to ask
+        sentinels = []
     answers = [master_by_name(sentinel, password, name) for sentinel in sentinels]
     master = next((answer["master"] for answer in answers if answer["master"]), None)
     return {"master_name": name, "sentinels": answers, "master": master}

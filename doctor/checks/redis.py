@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+from doctor.probe import sentinel_addresses
 from doctor.registry import check, fail, ok, skip, unanswered, unheard
 
 MEMORY_LAYER = "channels.layers.InMemoryChannelLayer"
@@ -19,7 +20,7 @@ def described_sentinels(view):
     if not (view or {}).get("REDIS_SENTINELS"):
         return None
     # describe() writes an IPv6 host without its brackets
-    sentinels = [s.strip().replace("[", "").replace("]", "") for s in view["REDIS_SENTINELS"].split(",") if s.strip()]
+    sentinels = [f"{host}:{port}" for host, port in sentinel_addresses(view["REDIS_SENTINELS"])]
     return {"sentinels": sentinels, "master_name": view.get("REDIS_MASTER_NAME")}
 
 

@@ -12,11 +12,50 @@ from pathlib import Path
 import pytest
 
 from doctor import probe
+from doctor.registry import ROOT
 
 
 def test_an_env_file_is_read_as_systemd_reads_it():
     text = "# a comment\nDEBUG=0\nexport SECRET_KEY='a b'\nALLOWED_HOSTS=\"app.nurcrm.kg\"\nnot a line\n"
     assert probe.parse_env_file(text) == {"DEBUG": "0", "SECRET_KEY": "a b", "ALLOWED_HOSTS": "app.nurcrm.kg"}
+
+
+def test_an_env_file_as_the_app_role_quotes_it_and_as_a_hand_written_dotenv_has_it():
+    """The role's quoting (an escaped quote inside) and a .env's spaces around = and trailing blanks."""
+    text = "REDIS_URL='redis://nurcrm:p%40ss@nurcrm/0'\nNAME='it'\"'\"'s'\nDB_NAME = nurcrm_prod  \nBROKEN='open\n"
+    assert probe.parse_env_file(text) == {
+        "REDIS_URL": "redis://nurcrm:p%40ss@nurcrm/0",
+        "NAME": "it's",
+        "DB_NAME": "nurcrm_prod",
+        "BROKEN": "open",
+    }
+
+
+SENTINEL_LISTS = [
+    ("10.0.0.1:26379,10.0.0.2:26379", [("10.0.0.1", 26379), ("10.0.0.2", 26379)]),
+    (" [::1]:26379 , ::1:26380,", [("::1", 26379), ("::1", 26380)]),
+    ("", []),
+    ("10.0.0.1", ValueError),
+    ("10.0.0.1:port", ValueError),
+]
+
+
+def _parsed(parse, text):
+    try:
+        return parse(text)
+    except ValueError:
+        return ValueError
+
+
+@pytest.mark.parametrize("text, parsed", SENTINEL_LISTS)
+def test_the_sentinel_list_is_read_as_the_app_reads_it(text, parsed):
+    """One reading of REDIS_SENTINELS for the doctor and the benchmark, equal to the app's own copy."""
+    sys.path.insert(0, str(ROOT / "app"))
+    try:
+        from core.redisconn import sentinel_addresses as apps
+    finally:
+        sys.path.remove(str(ROOT / "app"))
+    assert _parsed(probe.sentinel_addresses, text) == parsed == _parsed(apps, text)
 
 
 @pytest.mark.parametrize(
