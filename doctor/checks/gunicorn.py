@@ -7,6 +7,7 @@ from doctor.hosts import role_default
 from doctor.registry import check, fail, ok, skip
 
 EXPECTED_WORKER_CLASS = role_default("asgi", "asgi_worker_class")
+SOCKET = role_default("asgi", "asgi_socket")
 
 
 @check("gunicorn", "gunicorn", on="app")
@@ -57,7 +58,7 @@ def gunicorn_socket(h):
     sock = h.gunicorn.get("socket")
     if not sock:
         binds = (h.gunicorn.get("config") or {}).get("binds")
-        return fail(f"gunicorn binds no unix socket: {binds}", "writes back bind = ['unix:/home/nur/asgi.sock', ...]")
+        return fail(f"gunicorn binds no unix socket: {binds}", f"writes back bind = ['unix:{SOCKET}', ...]")
     if not (sock.get("exists") and sock.get("is_socket")):
         return fail(f"{sock['path']} is missing or not a socket", "restarts gunicorn, which makes it")
     if not sock.get("nginx_user_connects"):

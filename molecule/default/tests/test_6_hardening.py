@@ -15,6 +15,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 from conftest import ROOT, SERVICE, close_code, playbook, receive, request, socket_to
 from websockets.exceptions import InvalidStatus
 
@@ -102,6 +103,33 @@ def test_nginx_has_no_default_site(site):
 
 def test_nginx_hides_its_version(site):
     assert https_headers(site, "/api/health/")[1]["Server"] == "nginx"
+
+
+def test_every_server_hides_nginxs_version_set_once_in_the_http_context(web):
+    """The monitoring role's status server too (where there is one): server_tokens off once, in the http context."""
+    dump = web.check_output("nginx -T 2>/dev/null")
+    assert [line.strip() for line in dump.splitlines() if "server_tokens" in line and "#" not in line] == [
+        "server_tokens off;"
+    ]
+    if "conf.d/nurcrm-status.conf" in dump:
+        port = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
+        status = http.client.HTTPConnection("127.0.0.1", port["nginx_status"], timeout=5)  # the host's network
+        status.request("GET", "/nothing-here")
+        answer = status.getresponse()
+        assert (answer.status, answer.getheader("Server")) == (404, "nginx")
+        assert b"nginx/" not in answer.read()
+        status.close()
+
+
+def test_gixy_finds_nothing_of_medium_or_high_severity_in_the_deployed_configuration(web, tmp_path):
+    """gixy-ng, the nginx configuration analyser, on what nginx -T shows on the host."""
+    dump = tmp_path / "nginx-T.conf"
+    dump.write_text(web.check_output("nginx -T 2>/dev/null"))
+    done = subprocess.run(
+        [str(ROOT / ".venv/bin/gixy"), "-ll", "-f", "json", str(dump)], capture_output=True, text=True, timeout=120
+    )
+    found = [(i["severity"], i["plugin"], i["summary"], i["config"]) for i in json.loads(done.stdout or "[]")]
+    assert not found, found
 
 
 def https_headers(site, path, extra=()):
