@@ -1,8 +1,8 @@
 """The alert rules (roles/monitoring/files/nurcrm.rules.yml), read by Debian's own promtool and amtool
 (make setup puts them in .venv/bin): the rules load, each alert fires in its unit tests
-(tests/promtool/nurcrm.rules.test.yml) and says what it means and what answers it, the README's
-"Watching it" table lists exactly these alerts, and Alertmanager accepts the configuration the monitoring
-role renders for each kind of receiver."""
+(tests/promtool/nurcrm.rules.test.yml) and says what it means and what answers it, the alert table of
+docs/monitoring.md ("Watching it") lists exactly these alerts, and Alertmanager accepts the configuration the
+monitoring role renders for each kind of receiver."""
 
 import re
 import subprocess
@@ -17,8 +17,7 @@ RULES = ROOT / "roles" / "monitoring" / "files" / "nurcrm.rules.yml"
 UNIT_TESTS = ROOT / "tests" / "promtool" / "nurcrm.rules.test.yml"
 ALERTMANAGER_TEMPLATE = ROOT / "roles" / "monitoring" / "templates" / "alertmanager.yml.j2"
 MONITORING_DEFAULTS = ROOT / "roles" / "monitoring" / "defaults" / "main.yml"
-README = ROOT / "README.md"
-SECTION = "## Watching it"
+MONITORING_PAGE = ROOT / "docs" / "monitoring.md"
 
 ALERTS = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"] if "alert" in rule]
 ALERT_NAMES = [rule["alert"] for rule in ALERTS]
@@ -76,27 +75,25 @@ def cells(row):
     return [cell.strip().strip("`") for cell in row.strip().strip("|").split("|")]
 
 
-def readme_alert_table():
-    """The first column of the table headed | alert | ... in README.md's "Watching it" section, in order."""
-    text = README.read_text()
-    start = text.find(f"\n{SECTION}\n")
-    if start < 0:
-        pytest.fail(f'README.md has no "{SECTION}" section: it must list every alert of {RULES.name} in a table')
-    section = text[start + len(SECTION) + 2 :].split("\n## ", 1)[0]
-    for table in re.findall(r"(?:^\|.*\n?)+", section, flags=re.MULTILINE):
+def monitoring_page_alert_table():
+    """The first column of the table headed | alert | ... in docs/monitoring.md, in order."""
+    if not MONITORING_PAGE.is_file():
+        pytest.fail(f"docs/monitoring.md is missing: it must list every alert of {RULES.name} in a table")
+    text = MONITORING_PAGE.read_text()
+    for table in re.findall(r"(?:^\|.*\n?)+", text, flags=re.MULTILINE):
         header, _, *rows = table.splitlines()
         if cells(header)[0] == "alert":
             return [cells(row)[0] for row in rows]
-    pytest.fail(f'README.md\'s "{SECTION}" has no table | alert | what it means | what answers it |')
+    pytest.fail("docs/monitoring.md has no table | alert | what it means | what answers it |")
 
 
-def test_the_readme_lists_the_alerts_of_the_rules_in_their_order():
-    listed = readme_alert_table()
+def test_the_monitoring_page_lists_the_alerts_of_the_rules_in_their_order():
+    listed = monitoring_page_alert_table()
     assert listed == ALERT_NAMES, (
-        f'README.md\'s "{SECTION}" table differs from {RULES.name}: '
-        f"not in the README {[a for a in ALERT_NAMES if a not in listed]}, "
+        f"docs/monitoring.md's alert table differs from {RULES.name}: "
+        f"not on the page {[a for a in ALERT_NAMES if a not in listed]}, "
         f"not in the rules {[a for a in listed if a not in ALERT_NAMES]}, "
-        f"README order {listed}, rules order {ALERT_NAMES}"
+        f"page order {listed}, rules order {ALERT_NAMES}"
     )
 
 

@@ -1,7 +1,7 @@
 """Settings of the nurcrm realtime app.
 
-Every deploy-time value comes from the environment (see core/env.py and the README's
-table of variables). DEBUG is off unless set; with DEBUG off the app refuses to start
+Every deploy-time value comes from the environment (see core/env.py and the
+table of variables in app/README.md). DEBUG is off unless set; with DEBUG off the app refuses to start
 without the settings production needs, naming them in one line.
 """
 
@@ -223,7 +223,7 @@ WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", 24 * 3600, minimum=1)
 WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", 50, minimum=1)
 # Handshakes one worker serves at once (each reads a snapshot); one more is accepted and closed at once
 # with 1013 (try again later), so that a reconnect storm is spread by the clients' backoff instead of
-# queueing on the database until handshakes time out (README: "What a client sees").
+# queueing on the database until handshakes time out (docs/protocol.md).
 WS_MAX_PENDING_HANDSHAKES = env.int("WS_MAX_PENDING_HANDSHAKES", 64, minimum=1)
 # Client frames a socket may send: WS_MESSAGE_RATE a second on average, WS_MESSAGE_BURST at once.
 # A frame over it gets an error reply; WS_MESSAGE_FLOOD_CLOSE such frames in a row close the socket.

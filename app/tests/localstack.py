@@ -1,4 +1,4 @@
-"""The local run the README shows, started for real by tests: gunicorn with uvicorn workers on a
+"""The local run app/README.md shows, started for real by tests: gunicorn with uvicorn workers on a
 unix socket, the app's SQLite database, and a redis-server given by the caller."""
 
 import os

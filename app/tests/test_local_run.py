@@ -1,4 +1,4 @@
-"""The local run the README shows, for real: gunicorn with 3 uvicorn workers on a unix socket,
+"""The local run app/README.md shows, for real: gunicorn with 3 uvicorn workers on a unix socket,
 redis-server on loopback, seed_demo, issue_token, and a WebSocket client (checklist items 2, 3, 8)."""
 
 import asyncio

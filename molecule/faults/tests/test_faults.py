@@ -265,7 +265,7 @@ def test_every_handshake_is_tried_on_every_peer_of_the_upstream_even_after_one_f
 
 
 def test_the_console_command_runs_without_the_virtualenv_on_path(host):
-    """What the README shows, from the bundle with a new user's PATH: 0 when healthy, 1 when broken."""
+    """What docs/doctor.md shows, from the bundle with a new user's PATH: 0 when healthy, 1 when broken."""
     code, out, err = doctor("-i", "inventory/local")
     assert code == 0, out + err
     assert "checks pass" in out
