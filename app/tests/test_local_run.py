@@ -154,13 +154,12 @@ def reports(tmp_path, stack, releases):
     return str(tmp_path)
 
 
-def selfcheck(stack, release, folder):
-    args = ["--release", release, "--workers", str(WORKERS), "--socket", str(stack.sock), "--reports", folder]
-    return stack.run_manage("selfcheck", *args)
+def selfcheck(stack, release):
+    return stack.run_manage("selfcheck", "--release", release, "--workers", str(WORKERS), "--socket", str(stack.sock))
 
 
-def test_selfcheck_passes_when_every_worker_serves_the_release(stack, tmp_path):
-    done = selfcheck(stack, RELEASE, reports(tmp_path, stack, [RELEASE] * WORKERS))
+def test_selfcheck_passes_when_every_worker_serves_the_release(stack):
+    done = selfcheck(stack, RELEASE)
     assert done.returncode == 0, done.stderr
     assert f"{WORKERS} workers run release {RELEASE}" in done.stdout
 
@@ -186,29 +185,50 @@ asyncio.run(flood())
 """
 
 
-def test_selfcheck_passes_on_a_live_host_whose_events_come_before_the_pong(stack, tmp_path):
+def test_selfcheck_passes_on_a_live_host_whose_events_come_before_the_pong(stack):
     """A host rejoins the upstream under load: its company's events reach the check's sockets too."""
-    folder = reports(tmp_path, stack, [RELEASE] * WORKERS)
     command = [sys.executable, "manage.py", "shell", "--verbosity", "0", "-c", SENDER]
     with subprocess.Popen(command, cwd=APP_DIR, env=stack.manage_env, stdout=subprocess.PIPE, text=True) as sender:
         try:
             assert sender.stdout.readline().strip() == "sending"
-            done = selfcheck(stack, RELEASE, folder)
+            done = selfcheck(stack, RELEASE)
         finally:
             sender.kill()
     assert done.returncode == 0, done.stderr
 
 
+def test_selfcheck_fails_naming_the_check_when_the_socket_serves_another_release(stack):
+    done = selfcheck(stack, "a1b2c3d4e5f6")
+    assert done.returncode == 1
+    says = f"socket: the hello says release '{RELEASE}', not a1b2c3d4e5f6"
+    assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+READY = APP_DIR.parent / "roles/asgi/files/nurcrm-ready"
+
+
+def ready(stack, release, folder, timeout=1):
+    """The bundle's readiness wait (roles/asgi/files/nurcrm-ready) on this real gunicorn's workers."""
+    args = ["--workers", str(WORKERS), "--release", release, "--main-pid", str(stack.server.pid)]
+    args += ["--reports", folder, "--socket", str(stack.sock), "--timeout", str(timeout)]
+    return subprocess.run([sys.executable, str(READY), *args], capture_output=True, text=True, timeout=30)
+
+
+def test_the_readiness_wait_passes_when_every_worker_reports_the_release(stack, tmp_path):
+    done = ready(stack, RELEASE, reports(tmp_path, stack, [RELEASE] * WORKERS))
+    says = f"ready: {WORKERS} workers of gunicorn serve release {RELEASE}"
+    assert (done.returncode, done.stdout.strip()) == (0, says), done.stderr
+
+
 @pytest.mark.parametrize(
-    ("expected", "reported", "says"),
+    ("reported", "says"),
     [
-        (RELEASE, [RELEASE] * (WORKERS - 1), f"workers: {WORKERS - 1} of {WORKERS} workers have reported"),
-        (RELEASE, [RELEASE, "0ld0ld0ld0ld", RELEASE], "workers: some run release 0ld0ld0ld0ld, not"),
-        ("a1b2c3d4e5f6", ["a1b2c3d4e5f6"] * WORKERS, f"socket: the hello says release '{RELEASE}', not a1b2c3d4e5f6"),
+        ([RELEASE] * (WORKERS - 1), f"{WORKERS - 1} of {WORKERS} workers have reported"),
+        ([RELEASE, "0ld0ld0ld0ld", RELEASE], f"some workers run release 0ld0ld0ld0ld, not {RELEASE}"),
     ],
-    ids=["a-worker-missing", "a-worker-on-another-release", "the-socket-serves-another-release"],
+    ids=["a-worker-missing", "a-worker-on-another-release"],
 )
-def test_selfcheck_fails_naming_the_check(stack, tmp_path, expected, reported, says):
-    done = selfcheck(stack, expected, reports(tmp_path, stack, reported))
+def test_the_readiness_wait_fails_naming_what_is_missing(stack, tmp_path, reported, says):
+    done = ready(stack, RELEASE, reports(tmp_path, stack, reported))
     assert done.returncode == 1
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr

@@ -273,8 +273,8 @@ def wait_healthy(inventory, timeout=60):
 
 
 def wait_workers(app, workers=3):
-    """Until gunicorn's workers on this host have booted and reported (gunicorn.conf.py's post_worker_init)."""
-    wait_for(lambda: app.run("ls /run/gunicorn | wc -l").stdout.strip() == str(workers), 60, f"workers on {app.name}")
+    """Until gunicorn's workers on this host have booted and reported (the role's own wait, nurcrm-ready)."""
+    app.check_output(f"nurcrm-ready --workers {workers} --timeout 60")
 
 
 async def settle(screens, site, token, table_id, since):

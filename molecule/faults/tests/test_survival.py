@@ -42,12 +42,8 @@ def workers(host):
 
 
 def wait_ready(host):
-    """Three workers that have booted and reported (gunicorn.conf.py's post_worker_init)."""
-    wait_for(
-        lambda: len(workers(host)) == WORKERS and host.run("ls /run/gunicorn | wc -l").stdout.strip() == str(WORKERS),
-        60,
-        "three reporting workers",
-    )
+    """Three workers that have booted and reported (the role's own wait, roles/asgi/files/nurcrm-ready)."""
+    host.check_output(f"nurcrm-ready --workers {WORKERS} --service {SERVICE} --timeout 60")
 
 
 async def tables_via_rest(site, token):

@@ -3,17 +3,16 @@
     nurcrm-manage selfcheck --release 3f2a9c1b7d4e --workers 3
 
 Run on an app host, as the app user, against this host's own gunicorn socket (not through nginx, which
-has the host marked down meanwhile): every worker has reported and runs the release; WebSockets opened on
-the socket get `connection_established` of that release and answer `{"action": "ping"}` with pong. It
-mints its token in-process (nothing on a command line or in a log), writes nothing, and exits non-zero
-with one line naming the check that failed.
+has the host marked down meanwhile), once nurcrm-ready (roles/asgi/files) says that every worker serves
+the release: WebSockets opened on the socket get `connection_established` of that release and answer
+`{"action": "ping"}` with pong. It mints its token in-process (nothing on a command line or in a log),
+writes nothing, and exits non-zero with one line naming the check that failed.
 """
 
 import asyncio
 import json
 import random
 import time
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -36,17 +35,15 @@ async def pong(ws):
 
 
 class Command(BaseCommand):
-    help = "Check that this host's workers serve the release (reports, a handshake, ping)."
+    help = "Check that this host's gunicorn serves the release (a handshake per worker, ping)."
 
     def add_arguments(self, parser):
         parser.add_argument("--release", required=True, help="the release id every worker must run")
         parser.add_argument("--workers", type=int, required=True, help="workers gunicorn runs")
         parser.add_argument("--socket", default="/home/nur/asgi.sock", help="gunicorn's unix socket")
-        parser.add_argument("--reports", default="/run/gunicorn", help="the workers' reports (gunicorn.conf.py)")
         parser.add_argument("--user", default="demo", help="the user whose token opens the sockets")
 
-    def handle(self, *args, release, workers, socket, reports, user, **options):
-        self.workers_run(release, workers, Path(reports))
+    def handle(self, *args, release, workers, socket, user, **options):
         account = get_user_model().objects.filter(username=user, is_active=True).first()
         if account is None:
             raise CommandError(f"socket: no active user named {user!r} to open a socket with (doctor_user)")
@@ -54,15 +51,6 @@ class Command(BaseCommand):
         for _ in range(workers):  # one handshake per worker, on average: the socket spreads them
             asyncio.run(self.socket_serves_soon(release, socket, token))
         self.stdout.write(f"ok: {workers} workers run release {release}; sockets get its hello and pong")
-
-    @staticmethod
-    def workers_run(release, workers, reports):
-        found = [json.loads(path.read_text()) for path in sorted(reports.glob("worker-*.json"))]
-        if len(found) != workers:
-            raise CommandError(f"workers: {len(found)} of {workers} workers have reported in {reports}")
-        others = sorted({report.get("release") for report in found} - {release}, key=str)
-        if others:
-            raise CommandError(f"workers: some run release {', '.join(map(str, others))}, not {release}")
 
     @classmethod
     async def socket_serves_soon(cls, release, socket, token):
