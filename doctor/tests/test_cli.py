@@ -144,3 +144,14 @@ def test_every_check_says_in_one_line_what_it_proves():
     """A check's docstring opens with one short paragraph: --list and docs/doctor.md print it."""
     long = {c.name: c.proves for c in REGISTRY if not c.proves or len(c.proves) > 120}
     assert not long, f"give these checks a first paragraph of at most 120 characters: {long}"
+
+
+def test_docs_show_the_list_as_the_registry_prints_it():
+    """docs/doctor.md holds `nurcrm-doctor --list`'s output between two markers; a check added, renamed or
+    described anew without the docs fails here (the fix: paste the command's output between them)."""
+    page = (ROOT / "docs" / "doctor.md").read_text()
+    shown = re.search(r"<!-- nurcrm-doctor --list -->\n```\n(.*?)\n```\n<!-- end nurcrm-doctor --list -->", page, re.S)
+    assert shown, "docs/doctor.md lost the markers around the list of checks"
+    code, out, err = doctor("--list")
+    assert code == 0, err
+    assert shown.group(1) == out.rstrip("\n"), "docs/doctor.md differs from `nurcrm-doctor --list`: paste its output"
