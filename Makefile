@@ -31,8 +31,8 @@ lint: setup
 test-app: setup
 	cd app && python -m pytest
 
-# The roles read as files: shell values quoted, defaults equal to the argument specs; the alert rules through
-# promtool (check and unit tests) and the Alertmanager configuration through amtool.
+# The roles read as files: shell values quoted, each value declared once (defaults, not the argument specs); the
+# alert rules through promtool (check and unit tests) and the Alertmanager configuration through amtool.
 test-roles: setup
 	python -m pytest tests -p no:cacheprovider -o asyncio_default_fixture_loop_scope=function
 

@@ -470,10 +470,12 @@ def docker_host(name, variables):
 
 
 def app_binds(variables):
-    """The app host's address:port binds (asgi_tcp_binds, templated on its own nurcrm_address)."""
+    """The app host's TCP bind that nginx reaches: its nurcrm_address and asgi_tcp_port (the bundle's wiring,
+    playbooks/group_vars/all/wiring.yml, which the inventory's listing carries); none on a host of its own."""
     from doctor.hosts import rendered
 
-    return [rendered(dict(variables, __bind=bind), "__bind") for bind in variables.get("asgi_tcp_binds") or []]
+    address = variables.get("nurcrm_address")
+    return [f"{address}:{rendered(variables, 'asgi_tcp_port')}"] if address else []
 
 
 def cluster_target(inventory=None):
@@ -487,7 +489,7 @@ def cluster_target(inventory=None):
     webs = [docker_host(name, hostvars.get(name, {})) for name in groups["web"]]
     binds = [bind for name in groups["app"] for bind in app_binds(hostvars.get(name, {}))]
     if len(apps) < 2 or not binds:
-        raise BenchError(f"{inventory}: a cluster needs two app hosts with asgi_tcp_binds; it has {groups['app']}")
+        raise BenchError(f"{inventory}: a cluster needs two app hosts with a nurcrm_address; it has {groups['app']}")
     site = gather(inventory).site  # the site as a client sees it: its name, pinned address and certificate
     cafile = CACHE / "cluster-ca.pem"
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -25,9 +25,20 @@ UNREACHABLE = ("No such container", "is not running", "Cannot connect to the Doc
 PROBE = base64.b64encode(Path(__file__).with_name("probe.py").read_bytes()).decode()
 
 
+# The bundle's wiring: values several layers share, and what each host is told of the others (Ansible loads
+# group_vars beside the playbooks; ansible-inventory does with --playbook-dir).
+PLAYBOOKS = ROOT / "playbooks"
+WIRING = PLAYBOOKS / "group_vars" / "all" / "wiring.yml"
+
+
 def role_default(role, name):
     """A role's default, from its defaults/main.yml: what a host gets when the inventory is silent."""
     return yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()).get(name)
+
+
+def wired(name):
+    """A value of the bundle's wiring (playbooks/group_vars/all/wiring.yml), as written there."""
+    return yaml.safe_load(WIRING.read_text()).get(name)
 
 
 def rendered(variables, key):
@@ -75,11 +86,12 @@ def use_own_tools():
 
 
 def load_inventory(inventory):
-    """ansible-inventory --list of an inventory path; its groups and hosts, checked for what the doctor needs."""
+    """ansible-inventory --list of an inventory path, with the bundle's wiring as every playbook has it; its groups
+    and hosts, checked for what the doctor needs."""
     if not Path(inventory).exists():
         raise DoctorError(f"inventory {inventory}: no such file or directory")
     done = subprocess.run(
-        [tool("ansible-inventory"), "--list", "-i", str(inventory)],
+        [tool("ansible-inventory"), "--list", "-i", str(inventory), "--playbook-dir", str(PLAYBOOKS)],
         capture_output=True,
         text=True,
         env=dict(os.environ, ANSIBLE_VERBOSITY="0", ANSIBLE_NOCOLOR="1"),

@@ -349,12 +349,22 @@ def test_an_address_in_use_is_one_line_and_exit_1():
 
 # --- gunicorn with the asgi role's config ------------------------------------------------------------
 def render_gunicorn_conf(**overrides):
-    """roles/asgi/templates/gunicorn.conf.py.j2 with the role's defaults, as Ansible renders it."""
+    """roles/asgi/templates/gunicorn.conf.py.j2 with the role's defaults and the bundle's wiring, as Ansible
+    renders it on one host (nginx beside gunicorn: no TCP bind, X-Forwarded-* believed from loopback)."""
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = __import__("json").dumps
-    variables = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()) | overrides
+    wiring = yaml.safe_load((ROLE.parents[1] / "playbooks" / "group_vars" / "all" / "wiring.yml").read_text())
+    one_host = {"asgi_tcp_binds": [], "asgi_forwarded_allow_ips": ["127.0.0.1", "::1"]}
+    variables = wiring | yaml.safe_load((ROLE / "defaults" / "main.yml").read_text()) | one_host | overrides
+
+    def render(value):
+        try:
+            return env.from_string(value).render(variables) if isinstance(value, str) else value
+        except jinja2.TemplateError:  # a value of another host's or of the inventory's: not gunicorn's
+            return value
+
     for _ in range(3):  # defaults that name other defaults
-        variables = {k: env.from_string(v).render(variables) if isinstance(v, str) else v for k, v in variables.items()}
+        variables = {k: render(v) for k, v in variables.items()}
     return env.from_string((ROLE / "templates" / "gunicorn.conf.py.j2").read_text()).render(
         variables, ansible_managed="rendered by tests/test_metrics.py"
     )

@@ -181,8 +181,20 @@ def test_the_floor_signs_in_to_the_master_the_sentinels_name_as_the_app_s_user()
 
 
 def test_the_app_binds_are_rendered_from_the_host_s_own_address():
-    variables = {"nurcrm_address": "127.0.2.21", "asgi_tcp_binds": ["{{ nurcrm_address }}:8000"]}
+    variables = {"nurcrm_address": "127.0.2.21", "asgi_tcp_port": 8000}
     assert app_binds(variables) == [APP1]
+    assert app_binds({"asgi_tcp_port": 8000}) == [], "a host without an address of its own binds the socket only"
+
+
+def test_the_app_binds_come_from_the_cluster_inventory_as_listed():
+    """As cluster_target reads them: the inventory's listing, with the bundle's wiring (its asgi_tcp_port)."""
+    from doctor.hosts import load_inventory
+    from doctor.registry import ROOT
+
+    listed, groups = load_inventory(ROOT / "molecule" / "cluster" / "inventory")
+    hostvars = listed["_meta"]["hostvars"]
+    binds = [bind for name in groups["app"] for bind in app_binds(hostvars[name])]
+    assert binds == [APP1, APP2]
 
 
 def test_hosts_are_reached_by_docker_exec_as_molecule_reaches_them():

@@ -3,11 +3,11 @@ app host."""
 
 import re
 
-from doctor.hosts import role_default
+from doctor.hosts import role_default, wired
 from doctor.registry import check, fail, ok, skip
 
 EXPECTED_WORKER_CLASS = role_default("asgi", "asgi_worker_class")
-SOCKET = role_default("asgi", "asgi_socket")
+SOCKET = wired("asgi_socket")
 
 
 @check("gunicorn", "gunicorn", on="app")

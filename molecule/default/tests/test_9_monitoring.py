@@ -17,7 +17,7 @@ from tools.waiting import wait_for
 
 PORTS = yaml.safe_load((ROOT / "roles/monitoring/defaults/main.yml").read_text())["monitoring_ports"]
 # The app's exporter belongs to the asgi role.
-METRICS_PORT = yaml.safe_load((ROOT / "roles/asgi/defaults/main.yml").read_text())["asgi_metrics_port"]
+METRICS_PORT = yaml.safe_load((ROOT / "playbooks/group_vars/all/wiring.yml").read_text())["asgi_metrics_port"]
 RULES = yaml.safe_load((ROOT / "roles/monitoring/files/nurcrm.rules.yml").read_text())
 # Where inventory/local's Alertmanager sends alerts (monitoring_webhook_url).
 WEBHOOK = ("127.0.0.1", 9199)
