@@ -13,21 +13,24 @@ import shlex
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import testinfra
 from websockets.exceptions import ConnectionClosed
 
 from bench.screens import View
-from doctor.cli import report
 from doctor.site import next_of_type, receive, request, socket_to
-from doctor.walk import gather, walk
+from tools.fixtures import (  # noqa: F401 (the tests import wait_workers from here; pytest finds site)
+    DEMO_COMPANY,
+    ROOT,
+    issue_token,
+    site_fixture,
+    tables_via_rest,
+    wait_workers,
+    walked,
+)
 from tools.waiting import wait_for
 
-ROOT = Path(__file__).resolve().parents[3]
-DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
-DEMO_USER = "demo"
 APP_PORT = 8000
 MASTER_NAME = "nurcrm"
 SENTINEL_PORT = 26379
@@ -57,6 +60,7 @@ class Node:
         return self.host.check_output(command)
 
 
+# The path as molecule passes it; tools/fixtures.py's `inventory`, the other scenarios', resolves it.
 @pytest.fixture(scope="session")
 def inventory(pytestconfig):
     return pytestconfig.option.ansible_inventory
@@ -96,14 +100,9 @@ def redises(nodes):
     return of(nodes, "redis")
 
 
-@pytest.fixture(scope="session")
-def site(inventory):
-    return gather(inventory).site
-
-
 @pytest.fixture
 def token(apps):
-    return apps[0].check_output(f"nurcrm-manage issue_token --user {DEMO_USER}")
+    return issue_token(apps[0])
 
 
 def sentinel_master(redises):
@@ -192,12 +191,6 @@ async def open_spread(site, token, apps, count, timeout=20):
         count += 2
 
 
-async def tables_via_rest(site, token):
-    _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
-    tables = tables["results"] if isinstance(tables, dict) else tables
-    return {t["id"]: t["status"] for t in tables}
-
-
 async def change_a_table(site, token, table_id):
     """PATCH the table to another status over REST; the new status."""
     tables = await tables_via_rest(site, token)
@@ -248,12 +241,6 @@ class Screen(View):
         await self.ws.close()
 
 
-def walked(inventory):
-    """The doctor's walk of every host, as its --json reports it."""
-    facts, results = walk(inventory)
-    return report(results, facts, 0)
-
-
 def failing(data):
     return [(r["check"], r["host"], r["evidence"]) for r in data["results"] if r["status"] == "fail"]
 
@@ -270,11 +257,6 @@ def wait_healthy(inventory, timeout=60):
         wait_for(healthy, timeout, "a healthy walk", every=1)
     except AssertionError:
         raise AssertionError(f"still failing: {failing(last['data'])}") from None
-
-
-def wait_workers(app, workers=3):
-    """Until gunicorn's workers on this host have booted and reported (the role's own wait, nurcrm-ready)."""
-    app.check_output(f"nurcrm-ready --workers {workers} --timeout 60")
 
 
 async def settle(screens, site, token, table_id, since):

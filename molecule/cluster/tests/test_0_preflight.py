@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[3]
+from conftest import ROOT
 
 # app2's own setting -> what the message must show for it
 APART = {

@@ -1,8 +1,6 @@
 """Sentinels lost: with one down a failover still happens; with two down the doctor says the quorum is lost,
 names their hosts, and its fix (the redis layer's rerun on them) brings them back."""
 
-from pathlib import Path
-
 from conftest import (
     DOWN_AFTER_S,
     FAILOVER_TIMEOUT_S,
@@ -16,8 +14,6 @@ from conftest import (
     wait_healthy,
     walked,
 )
-
-ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_with_one_sentinel_down_the_master_stopped_is_still_replaced(inventory, redises):

@@ -4,12 +4,10 @@ lacks an app host. Each fault is undone by the fix the doctor prints (its rerun)
 walk passes again. Sentinel quorum lost: test_4_sentinels.py; an app host lost whole: test_3."""
 
 import subprocess
-from pathlib import Path
 
 import pytest
 from conftest import doctor_fix, failing, master_node, rerun, wait_for, wait_healthy, wait_workers, walked
 
-ROOT = Path(__file__).resolve().parents[3]
 ENV_FILE = "/etc/nurcrm/app.env"
 SITE_CONF = "/etc/nginx/conf.d/nurcrm.conf"
 

@@ -10,7 +10,6 @@ import asyncio
 import os
 import shlex
 import subprocess
-from pathlib import Path
 
 import pytest
 import testinfra
@@ -20,12 +19,16 @@ from doctor.hosts import Hosts
 from doctor.registry import REGISTRY, STEPS, evaluate
 from doctor.site import receive, request, socket_to  # noqa: F401 (the tests import them from here)
 from doctor.walk import gather
+from tools.fixtures import (  # noqa: F401 (the tests import DEMO_COMPANY and DEMO_USER from here; pytest finds inventory)
+    DEMO_COMPANY,
+    DEMO_USER,
+    ROOT,
+    inventory_fixture,
+    issue_token,
+)
 
-# The demo tenant that seed_demo creates (app/apps/cafe/management/commands/seed_demo.py).
-DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
+# The demo tenant's branches, as seed_demo creates them (its company and user: tools/fixtures.py).
 DEMO_BRANCHES = {"Main hall": "5eed0000-0000-4000-8000-0000000000b1", "Terrace": "5eed0000-0000-4000-8000-0000000000b2"}
-DEMO_USER = "demo"
-ROOT = Path(__file__).resolve().parents[3]
 # The scenario running these tests: default (the local stack through docker) or production (over SSH,
 # with an ACME certificate); a few tests belong to one of them alone.
 SCENARIO = os.environ.get("MOLECULE_SCENARIO_NAME", "default")
@@ -58,11 +61,6 @@ def redis_host(pytestconfig):
 @pytest.fixture(scope="session")
 def db_host(pytestconfig):
     return hosts_of(pytestconfig, "db")[0]
-
-
-@pytest.fixture(scope="session")
-def inventory(pytestconfig):
-    return str(Path(pytestconfig.option.ansible_inventory).resolve())
 
 
 def playbook(*args, playbook="site.yml"):
@@ -149,7 +147,7 @@ def manage(app, *args):
 @pytest.fixture(scope="session")
 def token(app, used_tokens):
     """A fresh access token of the demo user, minted on the app host."""
-    value = manage(app, "issue_token", "--user", DEMO_USER)
+    value = issue_token(app)
     used_tokens.append(value)
     return value
 

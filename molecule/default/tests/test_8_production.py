@@ -7,7 +7,6 @@ import asyncio
 import json
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,13 +14,14 @@ import pytest
 import yaml
 from conftest import ROOT, SCENARIO, playbook, receive, socket_to
 
+from tools.fixtures import DOCTOR
+
 pytestmark = pytest.mark.skipif(SCENARIO != "production", reason="molecule/production's own")
 testinfra_hosts = ["ansible://web"]
 
 CACHE = Path("~/.cache/nurcrm/production").expanduser()
 HOST, PORT = "127.0.3.1", 2222
 LIVE = "/etc/letsencrypt/live/app.nurcrm.test"
-DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"
 
 
 def ssh(user, *options):

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 import urllib.error
 import uuid
@@ -17,12 +16,10 @@ import pytest
 import testinfra
 from websockets.exceptions import InvalidStatus
 
-from doctor.cli import report
 from doctor.site import request, socket_to
 from doctor.walk import walk
+from tools.fixtures import DOCTOR, ROOT, walked
 
-ROOT = Path(__file__).resolve().parents[3]
-DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script, as `make setup` installs it
 BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # a new user's PATH: no .venv/bin
 NGINX = "/etc/nginx/conf.d/nurcrm.conf"
 ACCESS_LOG = "/var/log/nginx/access.log"
@@ -77,11 +74,6 @@ RESTARTS_GUNICORN = {"in-memory-channel-layer", "different-group-names", "origin
 
 
 @pytest.fixture(scope="module")
-def inventory(pytestconfig):
-    return str(Path(pytestconfig.option.ansible_inventory).resolve())
-
-
-@pytest.fixture(scope="module")
 def site(inventory):
     return walk(inventory)[0].site
 
@@ -112,11 +104,6 @@ def doctor(*args):
     env = dict(os.environ, PATH=BARE_PATH)
     done = subprocess.run([str(DOCTOR), *args], capture_output=True, text=True, cwd=ROOT, env=env)
     return done.returncode, done.stdout, done.stderr
-
-
-def walked(inventory):
-    facts, results = walk(inventory)
-    return report(results, facts, 0)
 
 
 def status_of(data, check):

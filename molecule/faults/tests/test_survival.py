@@ -13,7 +13,8 @@ import testinfra
 from websockets.exceptions import ConnectionClosed
 
 from doctor.site import next_of_type, receive, request, socket_to
-from doctor.walk import gather, walk
+from doctor.walk import walk
+from tools.fixtures import issue_token, tables_via_rest, wait_workers
 from tools.waiting import wait_for
 
 SERVICE = "gunicorn"
@@ -25,31 +26,15 @@ def host(pytestconfig):
     return testinfra.get_host("ansible://nurcrm-local", ansible_inventory=pytestconfig.option.ansible_inventory)
 
 
-@pytest.fixture(scope="module")
-def site(pytestconfig):
-    return gather(pytestconfig.option.ansible_inventory).site
-
-
 @pytest.fixture
 def token(host):
-    return host.check_output("nurcrm-manage issue_token --user demo")
+    return issue_token(host)
 
 
 def workers(host):
     """PIDs of gunicorn's workers: the children of the unit's main process."""
     master = host.check_output(f"systemctl show -p MainPID --value {SERVICE}")
     return set(host.check_output(f"pgrep -P {master} || true").split())
-
-
-def wait_ready(host):
-    """Three workers that have booted and reported (the role's own wait, roles/asgi/files/nurcrm-ready)."""
-    host.check_output(f"nurcrm-ready --workers {WORKERS} --service {SERVICE} --timeout 60")
-
-
-async def tables_via_rest(site, token):
-    _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
-    tables = tables["results"] if isinstance(tables, dict) else tables
-    return {t["id"]: t["status"] for t in tables}
 
 
 async def change_a_table(site, token, table):
@@ -134,7 +119,7 @@ def test_a_killed_worker_is_replaced_and_new_sockets_open_within_5_seconds(host,
     assert asyncio.run(open_one()) == "connection_established"
     assert time.monotonic() - killed < 5
     wait_for(lambda: len(workers(host)) == WORKERS and victim not in workers(host), 5, "a replacement worker")
-    wait_ready(host)
+    wait_workers(host, WORKERS, SERVICE)
 
 
 def keep_connecting(site, token, while_running):
@@ -173,7 +158,7 @@ def test_a_gunicorn_reload_fails_no_new_connection(host, site, token):
 
     attempts, failures = keep_connecting(site, token, reload_and_wait)
     assert attempts > 20 and not failures, failures[:5]
-    wait_ready(host)
+    wait_workers(host, WORKERS, SERVICE)
 
 
 def test_open_sockets_keep_working_across_an_nginx_reload(host, site, token):
@@ -202,7 +187,7 @@ def test_after_a_reboot_every_service_is_back_and_the_doctor_passes(host, pytest
     )
     for service in ("nginx", "redis-server", "postgresql", SERVICE):
         assert host.service(service).is_running, f"{service} did not come back"
-    wait_ready(host)
+    wait_workers(host, WORKERS, SERVICE)
     _, results = walk(pytestconfig.option.ansible_inventory)
     failing = [(r.check, r.evidence) for r in results if r.status != "pass"]
     assert not failing, failing

@@ -1,0 +1,60 @@
+"""What the molecule scenarios' tests share, written once: the bundle's root, the demo tenant, the doctor's
+console command, the fixtures `inventory` and `site`, and the helpers several scenarios call.
+
+Each scenario's tests/conftest.py imports what it uses from here (molecule/production runs
+molecule/default/tests). pytest finds a fixture where it is imported, by the name given in
+@pytest.fixture: the functions are named *_fixture so that an argument called `site` or `inventory` is no
+redefinition of an imported name (ruff's F811).
+"""
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+from doctor.cli import report
+from doctor.site import request
+from doctor.walk import gather, walk
+
+ROOT = Path(__file__).resolve().parents[1]
+# The demo tenant that seed_demo creates (app/apps/cafe/management/commands/seed_demo.py).
+DEMO_COMPANY = "5eed0000-0000-4000-8000-000000000001"
+DEMO_USER = "demo"
+DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script, as `make setup` installs it
+
+
+@pytest.fixture(name="inventory", scope="session")
+def inventory_fixture(pytestconfig):
+    """The inventory molecule gives pytest (--ansible-inventory), as an absolute path."""
+    return str(Path(pytestconfig.option.ansible_inventory).resolve())
+
+
+@pytest.fixture(name="site", scope="session")
+def site_fixture(pytestconfig):
+    """How a client reaches the site, as the doctor gathers it from that inventory."""
+    return gather(pytestconfig.option.ansible_inventory).site
+
+
+def walked(inventory):
+    """The doctor's walk of every host, as its --json reports it."""
+    facts, results = walk(inventory)
+    return report(results, facts, 0)
+
+
+def wait_workers(host, workers=3, service="gunicorn"):
+    """Until gunicorn's workers on this host have booted and reported, at most 60 s (the role's own wait,
+    roles/asgi/files/nurcrm-ready)."""
+    host.check_output(f"nurcrm-ready --workers {workers} --service {service} --timeout 60")
+
+
+def issue_token(host):
+    """A fresh access token of the demo user, minted on this app host."""
+    return host.check_output(f"nurcrm-manage issue_token --user {DEMO_USER}")
+
+
+async def tables_via_rest(site, token):
+    """Each table's status as the REST API lists it: {id: status}."""
+    _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
+    tables = tables["results"] if isinstance(tables, dict) else tables
+    return {t["id"]: t["status"] for t in tables}
