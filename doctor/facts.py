@@ -1,7 +1,7 @@
 """What the doctor knows of a deployment: every host's probe answer, and the client's view.
 
 `Facts` holds it all; `Facts.on(host)` is one host's view, which the per-host checks read.
-Nothing here talks to a host: doctor/walk.py gathers, doctor/checks.py judges.
+Nothing here talks to a host: doctor/walk.py gathers, doctor/checks/ judges.
 """
 
 from dataclasses import dataclass, field
