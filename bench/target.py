@@ -30,8 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-import yaml
-
 from bench.clients import Endpoint
 from doctor.probe import parse_env_file, sentinel_addresses
 
@@ -303,9 +301,10 @@ def _without_password(url):
 
 def container_target(name=CONTAINER):
     password_file = LOCAL_SECRETS / "redis_password"
-    # The stack's Redis has no default user: the floor is the app's user (inventory/local's redis_app_user).
-    local_vars = ROOT / "inventory" / "local" / "group_vars" / "all" / "vars.yml"
-    user = yaml.safe_load(local_vars.read_text())["redis_app_user"]
+    # The stack's Redis has no default user: the floor is the app's user (the bundle's wiring, redis_app_user).
+    from doctor.hosts import wired
+
+    user = wired("redis_app_user")
     return Target(
         name="container",
         url="wss://localhost/ws/cafe/tables/",

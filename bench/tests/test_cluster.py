@@ -249,3 +249,11 @@ def test_all_on_the_cluster_converges_it_then_measures_fan_out_and_deploys_under
     assert cli.run_all(cli.parse(["all", "--target", "cluster", "--no-converge"])) == 0
     rolling = ("rolling", cli.rolling.SCREENS)
     assert done == [("converge", False), ("fanout", cli.CLUSTER_NS, "cluster"), rolling, ("report",)]
+
+
+def test_the_container_target_signs_in_as_the_wired_redis_user():
+    """The one-host floor signs in to Redis as the app's user, a value of the bundle's wiring."""
+    from doctor.hosts import wired
+
+    assert targets.container_target().floor_redis_url == f"redis://{wired('redis_app_user')}@127.0.0.1:6379/0"
+    assert wired("redis_app_user") == "nurcrm"
