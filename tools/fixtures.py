@@ -2,9 +2,11 @@
 console command, the fixtures `inventory` and `site`, and the helpers several scenarios call.
 
 Each scenario's tests/conftest.py imports what it uses from here (molecule/production runs
-molecule/default/tests). pytest finds a fixture where it is imported, by the name given in
-@pytest.fixture: the functions are named *_fixture so that an argument called `site` or `inventory` is no
-redefinition of an imported name (ruff's F811).
+molecule/default/tests); the default scenario's faults/ has no conftest of its own (pytest would load it as
+the module `conftest` too, over tests/'s), so its modules import their fixtures from here themselves.
+pytest finds a fixture where it is imported, by the name given in @pytest.fixture: the functions are named
+*_fixture so that an argument called `site` or `inventory` is no redefinition of an imported name (ruff's
+F811).
 """
 
 import asyncio
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import testinfra
 
 from doctor.cli import report
 from doctor.site import request
@@ -28,6 +31,21 @@ DOCTOR = Path(sys.executable).parent / "nurcrm-doctor"  # the console script, as
 def inventory_fixture(pytestconfig):
     """The inventory molecule gives pytest (--ansible-inventory), as an absolute path."""
     return str(Path(pytestconfig.option.ansible_inventory).resolve())
+
+
+@pytest.fixture(name="no_timed_walks", scope="module", autouse=True)
+def no_timed_walks_fixture(pytestconfig):
+    """A module that breaks the stack and walks it from the controller pauses the monitoring host's timed walks
+    (roles/monitoring) where they run: the timer's walk would add its own requests, at a moment no test chooses,
+    to the logs a walk reads. Resumed after the module."""
+    timer = "nurcrm-doctor.timer"
+    hosts = testinfra.get_hosts(["ansible://monitoring"], ansible_inventory=pytestconfig.option.ansible_inventory)
+    paused = [host for host in hosts if host.service(timer).is_running]
+    for host in paused:
+        host.check_output(f"systemctl stop {timer}")
+    yield
+    for host in paused:
+        host.check_output(f"systemctl start {timer}")
 
 
 @pytest.fixture(name="site", scope="session")

@@ -18,7 +18,13 @@ from websockets.exceptions import InvalidStatus
 
 from doctor.site import request, socket_to
 from doctor.walk import walk
-from tools.fixtures import DOCTOR, ROOT, walked
+from tools.fixtures import (
+    DOCTOR,
+    ROOT,
+    inventory_fixture,  # noqa: F401 (a fixture: pytest finds it here)
+    no_timed_walks_fixture,  # noqa: F401
+    walked,
+)
 
 BARE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"  # a new user's PATH: no .venv/bin
 NGINX = "/etc/nginx/conf.d/nurcrm.conf"

@@ -14,7 +14,13 @@ from websockets.exceptions import ConnectionClosed
 
 from doctor.site import next_of_type, receive, request, socket_to
 from doctor.walk import walk
-from tools.fixtures import issue_token, tables_via_rest, wait_workers
+from tools.fixtures import (
+    issue_token,
+    no_timed_walks_fixture,  # noqa: F401 (a fixture: pytest finds it here)
+    site_fixture,  # noqa: F401
+    tables_via_rest,
+    wait_workers,
+)
 from tools.waiting import wait_for
 
 SERVICE = "gunicorn"
