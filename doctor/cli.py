@@ -6,19 +6,29 @@
     nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
     nurcrm-doctor -i inventory/prod --metrics F.prom  also write the run as metrics for node-exporter (not with --fix)
     nurcrm-doctor --list                           every check: its step, what it proves, where, what fixes it
+    nurcrm-doctor -i inventory/crm --token-command 'python manage.py shell -c "..."'
+                                                   a server the bundle did not deploy, with its own token
+
+A server the bundle did not deploy (no /etc/nurcrm) is read as it runs: gunicorn's unit or process, its command
+line and config file, the app's settings through its own interpreter, nginx -T through crossplane. Its checks
+say what to change by hand; --fix refuses there (taking it over is `site.yml --check --diff` first).
 
 Exit status: 0 every check passes (after --fix: the second walk), 1 a check fails (a host that does not
 answer while others do fails too), 2 the doctor could not look (a missing tool, an unreadable inventory,
 no host that answers, a host seen without root: one line on stderr; --metrics then writes
-nurcrm_doctor_up 0), or the metrics file cannot be written.
+nurcrm_doctor_up 0), the metrics file cannot be written, or --fix refuses a host the bundle did not deploy.
 
 The walk changes nothing on the hosts: it reads configuration, processes and logs, mints a token
 (no database write), and sends one table_status_changed event of an unchanged table to the token
 user's company through the real sender. Only --fix changes anything, and only by a playbook.
+
+A token never goes on a command line: give one in the environment (NURCRM_DOCTOR_TOKEN), or a command that
+prints one on the app host (--token-command, or doctor_token_command in the inventory).
 """
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import time
@@ -28,8 +38,9 @@ from pathlib import Path
 from doctor import metrics
 from doctor.fix import rerun
 from doctor.hosts import DoctorError, use_own_tools
-from doctor.registry import first_failure, listing
-from doctor.walk import measured, recent_log_lines, walk
+from doctor.registry import TAKEOVER, first_failure, listing
+from doctor.site import WS_PATH
+from doctor.walk import SERVICE, measured, recent_log_lines, walk
 
 HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
 
@@ -45,6 +56,19 @@ def parse_args(argv):
     parser.add_argument("--user", help="user to mint the token for (default: inventory var doctor_user, else demo)")
     parser.add_argument("--origin", help="Origin header clients send (default: https://<server_name>)")
     parser.add_argument("--sudo", action="store_true", help="run host commands with sudo (or set ansible_become)")
+    parser.add_argument(
+        "--ws-path", help=f"the WebSocket path clients open (default: inventory var doctor_ws_path, else {WS_PATH})"
+    )
+    parser.add_argument(
+        "--unit",
+        help=f"gunicorn's systemd unit, or its supervisor program's name (default: doctor_unit, else {SERVICE})",
+    )
+    parser.add_argument(
+        "--token-command",
+        metavar="COMMAND",
+        help="a command run on the first app host, as the app's user in its directory, that prints a token "
+        "(default: doctor_token_command; the bundle's own hosts mint one). A token itself: NURCRM_DOCTOR_TOKEN",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--list", action="store_true", help="print every check and what fixes it; no walk")
     parser.add_argument("--fix", action="store_true", help="rerun the first broken layer's playbook, then walk again")
@@ -80,6 +104,8 @@ def report(results, facts, seconds):
         "unreachable": facts.silent(*facts.groups),
         # Hosts the probe could not see for want of root: their checks are skipped, the walk is incomplete.
         "blind": {h.name: h.blind for h in facts.of(*facts.groups) if h.blind},
+        # Hosts the bundle did not deploy: no playbook is offered for them, and --fix refuses.
+        "unmanaged": [h.name for h in facts.answering(*facts.groups) if not h.managed],
         "healthy": all(r.ok for r in results),
         "first_failure": asdict(first) if first else None,
         "recent_errors": recent_log_lines(facts) if first else [],
@@ -121,7 +147,9 @@ def status(data):
 
 def look(args):
     started = time.monotonic()
-    facts, results = walk(args.inventory, user=args.user, origin=args.origin, sudo=args.sudo)
+    options = {"ws_path": args.ws_path, "unit": args.unit, "token_command": args.token_command}
+    token = os.environ.get("NURCRM_DOCTOR_TOKEN") or None
+    facts, results = walk(args.inventory, user=args.user, origin=args.origin, sudo=args.sudo, token=token, **options)
     return report(results, facts, time.monotonic() - started)
 
 
@@ -138,6 +166,13 @@ def changes(before, after):
 def fix(args, before, say):
     """--fix: rerun the first broken layer, walk again; what to print and the exit status."""
     first = before["first_failure"]
+    if before["unmanaged"]:
+        strangers = ", ".join(before["unmanaged"])
+        raise DoctorError(
+            f"--fix refused: {strangers} {'was' if len(before['unmanaged']) == 1 else 'were'} not deployed by the "
+            f"bundle (no /etc/nurcrm), and its playbooks would replace what is there; "
+            f"{TAKEOVER.replace('<inventory>', before['inventory'])} (docs/doctor.md)"
+        )
     if not first:
         return {"before": before, "rerun": None, "after": None}, HEALTHY, ["Nothing to fix: every check passes."]
     if not first["rerun"]:

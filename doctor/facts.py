@@ -7,7 +7,7 @@ Nothing here talks to a host: doctor/walk.py gathers, doctor/checks/ judges.
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from doctor.nginxconf import strip_comments
+from doctor.nginxconf import Config
 
 GROUPS = ("web", "app", "redis", "db")  # the inventory groups the bundle deploys to, in walk order
 REQUIRED_GROUPS = ("web", "app", "redis")  # the database may live outside the inventory
@@ -23,6 +23,7 @@ class Facts:
     handshake: dict = field(default_factory=dict)
     session: dict = field(default_factory=dict)
     session_host: str = ""  # the app host that minted the token and ran the sender
+    token_given: bool = False  # the operator gave the token (NURCRM_DOCTOR_TOKEN): no host minted it
     walk_logs: dict = field(default_factory=dict)  # host -> {"gunicorn": [...], "nginx": [...]} logged during the walk
 
     def on(self, name):
@@ -101,6 +102,22 @@ class HostFacts:
         return self.probe.get("nginx") or {}
 
     @cached_property
-    def nginx_conf(self):
-        """nginx's whole configuration, as `nginx -T` prints it, without comments."""
-        return strip_comments(self.nginx.get("dump", ""))
+    def nginx_config(self):
+        """nginx's whole configuration, as `nginx -T` prints it, parsed (doctor/nginxconf.py)."""
+        return Config.of(self.nginx.get("dump", ""))
+
+    @property
+    def managed(self):
+        """Whether the bundle deployed this host (its marker, /etc/nurcrm, is there): only then do its playbooks
+        restore a layer, and do its workers report their settings."""
+        return bool(self.probe.get("managed"))
+
+    @property
+    def settings(self):
+        """The Django settings the app runs with, as views to judge: each worker's report where the bundle
+        deployed the host, else {"manage.py": what the app's own settings module gives, read by the probe with
+        the app's interpreter and environment}."""
+        if self.managed:
+            return self.reports
+        django = self.gunicorn.get("django") or {}
+        return {"manage.py": django["settings"]} if django.get("settings") else {}

@@ -51,9 +51,9 @@ def redact(text):
 MISSING = []  # the programs this run needed and did not find (redis-cli on an app host without redis-tools)
 
 
-def run(argv, timeout=10, env=None, input_text=None):
+def run(argv, timeout=10, env=None, input_text=None, cwd=None):
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input_text)
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, input=input_text, cwd=cwd)
         return {"rc": done.returncode, "out": done.stdout, "err": done.stderr}
     except FileNotFoundError as exc:
         MISSING.append(argv[0])
@@ -142,7 +142,8 @@ def sentinel_addresses(text):
 
 
 def unit_show(unit):
-    props = "ActiveState,SubState,UnitFileState,MainPID,ExecStart,EnvironmentFiles,User,Group,NRestarts"
+    props = "LoadState,ActiveState,SubState,UnitFileState,MainPID,ExecStart,EnvironmentFiles,User,Group,NRestarts"
+    props += ",WorkingDirectory"
     out = run(["systemctl", "show", unit, "-p", props])["out"]
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
@@ -294,6 +295,8 @@ def journal_after(service, position):
 
 
 def gunicorn_config(text):
+    """The settings a gunicorn config file (Python) assigns at its top level, as written there."""
+
     def value(name):
         match = re.search(rf"^{name}\s*=\s*(.+)$", text or "", re.M)
         return match.group(1).strip() if match else None
@@ -304,6 +307,103 @@ def gunicorn_config(text):
         "workers": value("workers"),
         "binds": re.findall(r"[\"']([^\"']+)[\"']", bind),
     }
+
+
+MARKER = "/etc/nurcrm"  # the bundle's roles make it (app.env, gunicorn.conf.py): a host without it was set up otherwise
+# gunicorn's options that take a value (each may also be written --option=value), by the setting they give; the
+# flags that take none; anything else that starts with "-" is taken to take a value, as most of gunicorn's do.
+GUNICORN_OPTIONS = {
+    "-c": "config", "--config": "config", "-k": "worker_class", "--worker-class": "worker_class",
+    "-w": "workers", "--workers": "workers", "-b": "binds", "--bind": "binds", "--chdir": "chdir",
+    "-e": "env", "--env": "env", "--pythonpath": "pythonpath",
+}  # fmt: skip
+GUNICORN_FLAGS = {
+    "-D", "--daemon", "--preload", "--reload", "--spew", "--check-config", "--print-config", "-R",
+    "--enable-stdio-inheritance", "--capture-output", "--reuse-port", "--no-sendfile", "--log-syslog",
+    "--disable-redirect-access-to-syslog", "--initgroups", "--strip-header-spaces", "--suppress-ragged-eofs",
+    "--do-handshake-on-connect", "--no-control-socket",
+}  # fmt: skip
+
+
+def gunicorn_cli(argv):
+    """gunicorn's command line (its arguments after the program) -> the settings it gives, and the app."""
+    found, args = {"binds": [], "env": []}, list(argv)
+    while args:
+        word = args.pop(0)
+        if not word.startswith("-") or word == "-":
+            found["app"] = word
+            continue
+        option, has_value, value = word.partition("=")
+        if option in GUNICORN_FLAGS and not has_value:
+            continue
+        if not has_value:
+            if option.startswith("-") and not option.startswith("--") and len(option) > 2:  # -w3
+                option, value = option[:2], option[2:]
+            else:
+                value = args.pop(0) if args else ""
+        setting = GUNICORN_OPTIONS.get(option)
+        if setting in ("binds", "env"):
+            found[setting].append(value)
+        elif setting:
+            found[setting] = value
+    return found
+
+
+def exec_argv(unit):
+    """The command line of a unit's ExecStart, as systemctl show prints it ("{ path=... ; argv[]=... ; ...}")."""
+    match = re.search(r"argv\[\]=(.*?) ;", unit.get("ExecStart", ""))
+    try:
+        return shlex.split(match.group(1)) if match else []
+    except ValueError:
+        return match.group(1).split()
+
+
+def cmdline(pid):
+    return [word for word in (read(f"/proc/{pid}/cmdline") or "").split("\0") if word]
+
+
+def parent_of(pid):
+    fields = (read(f"/proc/{pid}/stat") or "").rsplit(")", 1)[-1].split()
+    return int(fields[1]) if len(fields) > 1 else 0
+
+
+def gunicorn_args(argv):
+    """The arguments after gunicorn in a command line ("python -m gunicorn ...", ".../bin/gunicorn ..."), or
+    None when it does not run gunicorn."""
+    for index, word in enumerate(argv):
+        if os.path.basename(word).startswith("gunicorn") and not word.startswith("-"):
+            return argv[index + 1 :]
+        if word == "-m" and index + 1 < len(argv) and argv[index + 1] == "gunicorn":
+            return argv[index + 2 :]
+    return None
+
+
+def gunicorn_master():
+    """A gunicorn master that no unit of the given name runs (supervisor's, say): the process whose command
+    line runs gunicorn and whose parent's does not."""
+    for path in sorted(glob.glob("/proc/[0-9]*/cmdline")):
+        pid = int(path.split("/")[2])
+        if gunicorn_args(cmdline(pid)) is not None and gunicorn_args(cmdline(parent_of(pid))) is None:
+            return pid
+    return 0
+
+
+def interpreter(argv):
+    """The Python that runs a command line: its first word if that is a python, else the script's #! line."""
+    first = argv[0] if argv else ""
+    if re.match(r"python[\d.]*$", os.path.basename(first)):
+        return first
+    shebang = (read(first, limit=200) or "").splitlines()[:1]
+    words = shebang[0][2:].split() if shebang and shebang[0].startswith("#!") else []
+    return words[-1] if words and "python" in os.path.basename(words[-1]) else (words[0] if words else None)
+
+
+def user_of(pid):
+    match = re.search(r"^Uid:\s+(\d+)", read(f"/proc/{pid}/status") or "", re.M)
+    try:
+        return pwd.getpwuid(int(match.group(1))).pw_name if match else None
+    except KeyError:
+        return None
 
 
 def socket_facts(path, nginx_user):
@@ -319,18 +419,46 @@ def socket_facts(path, nginx_user):
     return facts
 
 
-def gunicorn_facts(args, nginx_user):
-    service = args["service"]
+def discover(service):
+    """gunicorn as it runs: its unit (or, with none of that name, the master some supervisor runs), the command
+    line that starts it, its arguments, its directory, its user and the environment it has."""
     unit = unit_show(service)
-    exec_start = unit.get("ExecStart", "")
-    config_path = re.search(r"--config[ =](\S+)", exec_start)
-    config_path = config_path.group(1) if config_path else None
-    config_text = read(config_path) if config_path else None
+    main_pid = int(unit.get("MainPID") or 0) or (gunicorn_master() if unit.get("LoadState") == "not-found" else 0)
+    argv = exec_argv(unit) if unit.get("LoadState") != "not-found" else cmdline(main_pid)
+    cli = gunicorn_cli(gunicorn_args(argv) or [])
+    directory = (
+        cli.get("chdir")
+        or unit.get("WorkingDirectory")
+        or (os.path.realpath(f"/proc/{main_pid}/cwd") if main_pid else None)
+    )
     env_files = re.findall(r"(/\S+)", unit.get("EnvironmentFiles", ""))
-    env = {}
+    env = environ(main_pid) if main_pid and not os.path.isdir(MARKER) else {}
     for path in env_files:
         env.update(parse_env_file(read(path)))
-    main_pid = int(unit.get("MainPID") or 0)
+    env.update(item.split("=", 1) for item in cli["env"] if "=" in item)
+    user = unit.get("User") or (user_of(main_pid) if main_pid else None)
+    return unit, main_pid, argv, cli, directory, user, env, env_files
+
+
+def gunicorn_facts(args, nginx_user):
+    """gunicorn as it runs (discover): its settings from its command line over its config file, its workers,
+    socket and logs; where the bundle did not deploy the host, the Django settings its app runs with
+    (django_facts). Also the environment the app's Redis is found in."""
+    service = args["service"]
+    unit, main_pid, argv, cli, directory, user, env, env_files = discover(service)
+    config_path = cli.get("config")
+    if not config_path and directory and os.path.exists(os.path.join(directory, "gunicorn.conf.py")):
+        config_path = "gunicorn.conf.py"  # gunicorn's default, read from where it starts
+    if config_path and not config_path.startswith("/") and directory:
+        config_path = os.path.join(directory, config_path)
+    config_text = read(config_path) if config_path else None
+    config = gunicorn_config(config_text)
+    config["from"] = config_path or "gunicorn's defaults"
+    for setting in ("worker_class", "workers"):
+        if cli.get(setting):
+            config[setting], config["from"] = cli[setting], "its command line"
+    config["binds"] = cli["binds"] or config["binds"] or ["127.0.0.1:8000"]
+    config["app"] = cli.get("app")
     workers = children(main_pid) if main_pid else []
     reports = {}
     for path in glob.glob(f"/run/{service}/worker-*.json"):
@@ -340,13 +468,19 @@ def gunicorn_facts(args, nginx_user):
             continue
         if report.get("pid") in workers:
             reports[str(report["pid"])] = report
-    config = gunicorn_config(config_text)
     unix = [b[len("unix:") :] for b in config["binds"] if b.startswith("unix:")]
     errors = gunicorn_errors(args)
+    found = {}
+    if not os.path.isdir(MARKER):  # the app's settings through the app itself; they give its channel layer's Redis
+        found["django"], env = django_facts(argv, directory, user, env, cli)
     time.sleep(args.get("sample_seconds", 1.0))
+    keys = ("LoadState", "ActiveState", "SubState", "UnitFileState", "User", "Group", "NRestarts")
     return {
-        "unit": {k: unit.get(k) for k in ("ActiveState", "SubState", "UnitFileState", "User", "Group", "NRestarts")},
+        **found,
+        "service": service,
+        "unit": {k: unit.get(k) for k in keys},
         "main_pid": main_pid,
+        "parent": " ".join(cmdline(parent_of(main_pid))[:2]) if main_pid else None,
         "config_path": config_path,
         "config": config,
         "env_file": env_files[0] if env_files else None,
@@ -358,6 +492,174 @@ def gunicorn_facts(args, nginx_user):
         "socket": socket_facts(unix[0], nginx_user) if unix else None,
         "errors": errors,
     }, env
+
+
+# Django set up inside the app, as manage.py does: the settings module the app names, from its directory.
+DJANGO_SETUP = """
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+import django
+django.setup()
+from django.conf import settings
+layer_settings = (getattr(settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
+layer_config = layer_settings.get("CONFIG") or {}
+
+def layer_url(host):
+    if isinstance(host, dict):
+        return host.get("address") or ""
+    if isinstance(host, (list, tuple)) and len(host) == 2:
+        return "redis://%s:%s" % tuple(host)
+    return host if isinstance(host, str) else ""
+
+LAYER = {
+    "channel_layer": layer_settings.get("BACKEND"),
+    "channel_layer_prefix": layer_config.get("prefix", "asgi"),
+    "urls": [layer_url(host) for host in layer_config.get("hosts") or []],
+}
+"""
+# What the settings give: printed as the last line, read by the probe (the URLs' passwords never leave the host).
+SETTINGS_SCRIPT = (
+    DJANGO_SETUP
+    + """
+print(json.dumps({
+    "allowed_hosts": list(settings.ALLOWED_HOSTS),
+    "asgi_application": getattr(settings, "ASGI_APPLICATION", None),
+    "debug": bool(settings.DEBUG),
+    **LAYER,
+}))
+"""
+)
+# The production note's test send (its diagnostics, item 2): the app's own sender for a table of the company, the
+# layer's group_send recorded on the way, so the evidence can name the groups the sender used.
+SENDER = "apps.cafe.views.send_table_status_changed_notification"
+TABLE_MODEL = "apps.cafe.models.Table"
+SEND_SCRIPT = (
+    DJANGO_SETUP
+    + """
+import importlib
+from channels.layers import get_channel_layer
+doctor = json.loads(os.environ.pop("NURCRM_DOCTOR_SEND"))
+sent = []
+layer = get_channel_layer()  # the instance every caller gets: its group_send is recorded
+if layer is not None:
+    group_send = layer.group_send
+
+    async def recorded(group, message):
+        sent.append({"group": group, "type": message.get("type")})
+        return await group_send(group, message)
+
+    layer.group_send = recorded
+module, _, name = doctor["table_model"].rpartition(".")
+tables = getattr(importlib.import_module(module), name).objects.all()
+if doctor.get("company"):
+    tables = tables.filter(company_id=doctor["company"])
+table = tables.order_by("pk").first()
+if table is None:
+    sys.exit("no table%s to send about" % (" of company " + doctor["company"] if doctor.get("company") else ""))
+module, _, name = doctor["sender"].rpartition(".")
+getattr(importlib.import_module(module), name)(table)
+print(json.dumps({"sent": sent, "table": str(table.pk), **LAYER}))
+"""
+)
+
+
+def settings_module(directory, env, app):
+    """DJANGO_SETTINGS_MODULE: the environment's, else the default manage.py (or the ASGI module) sets."""
+    if env.get("DJANGO_SETTINGS_MODULE"):
+        return env["DJANGO_SETTINGS_MODULE"]
+    paths = [os.path.join(directory or ".", "manage.py")]
+    if app:
+        paths.append(os.path.join(directory or ".", app.split(":")[0].replace(".", "/") + ".py"))
+    for path in paths:
+        match = re.search(r"DJANGO_SETTINGS_MODULE[\"']\s*,\s*[\"']([\w.]+)", read(path) or "")
+        if match:
+            return match.group(1)
+    return None
+
+
+def as_app(app, argv, timeout=30, extra=None):
+    """A command run as the app runs: its user, its directory, its environment, its interpreter's folder first on
+    PATH."""
+    env = dict(app["env"], **(extra or {}))
+    if app.get("settings_module"):
+        env["DJANGO_SETTINGS_MODULE"] = app["settings_module"]
+    if app.get("pythonpath"):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [app["pythonpath"], env.get("PYTHONPATH")]))
+    folder = os.path.dirname(app.get("python") or "")
+    env["PATH"] = os.pathsep.join(filter(None, [folder, env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"]))
+    if app.get("user") and app["user"] != pwd.getpwuid(os.geteuid()).pw_name:
+        argv = ["runuser", "-u", app["user"], "--", *argv]
+    return run(argv, timeout=timeout, env=env, cwd=app.get("directory"))
+
+
+def last_json(done):
+    """The JSON object a script printed last, or None."""
+    for line in reversed(done["out"].strip().splitlines()):
+        try:
+            found = json.loads(line)
+        except ValueError:
+            continue
+        return found if isinstance(found, dict) else None
+    return None
+
+
+def failure(done):
+    """Why a command failed, on one line: its error's last line (an exception's message), tokens redacted."""
+    lines = [line.strip() for line in (done["err"] or done["out"]).strip().splitlines() if line.strip()]
+    return redact(lines[-1] if lines else f"exit status {done['rc']}")[-400:]
+
+
+def app_of(argv, directory, user, env, cli):
+    """How to run code as the app: interpreter, directory, user, environment, settings module."""
+    return {
+        "python": interpreter(argv),
+        "directory": directory,
+        "user": user,
+        "env": env,
+        "pythonpath": cli.get("pythonpath"),
+        "settings_module": settings_module(directory, env, cli.get("app")),
+    }
+
+
+def django_facts(argv, directory, user, env, cli):
+    """The Django settings the app runs with, read by its own interpreter (SETTINGS_SCRIPT); and the environment
+    its channel layer's Redis is found in (REDIS_URL: the layer's first host)."""
+    app = app_of(argv, directory, user, env, cli)
+    facts = {key: app[key] for key in ("python", "directory", "user", "settings_module")}
+    if not app["python"]:
+        return {**facts, "error": f"no Python interpreter found in gunicorn's command line {argv[:2]}"}, {}
+    done = as_app(app, [app["python"], "-c", SETTINGS_SCRIPT])
+    settings = last_json(done) if done["rc"] == 0 else None
+    if settings is None:
+        return {**facts, "error": failure(done)}, {}
+    urls = settings.pop("urls")
+    facts["settings"] = settings
+    layer_env = {
+        "REDIS_URL": urls[0] if urls else None,
+        "CHANNEL_LAYER": settings["channel_layer"],
+        "CHANNEL_LAYER_PREFIX": settings["channel_layer_prefix"],
+        "ALLOWED_HOSTS": ",".join(settings["allowed_hosts"]),
+        "DEBUG": str(int(settings["debug"])),
+    }
+    if urls:
+        facts["groups"] = layer_groups(urls[0], settings["channel_layer"], settings["channel_layer_prefix"])
+    return facts, {key: value for key, value in layer_env.items() if value is not None}
+
+
+def layer_groups(url, backend, prefix, limit=200):
+    """The channel layer's groups in Redis and how many subscribers or members each has: RedisChannelLayer keeps
+    a group as the sorted set <prefix>:group:<name>, RedisPubSubChannelLayer publishes on <prefix>__group__<name>."""
+    if "pubsub" in (backend or "").lower():
+        channels = redis_cli(url, "PUBSUB", "CHANNELS", f"{prefix}__group__*")["out"].split()[:limit]
+        counts = redis_cli(url, "PUBSUB", "NUMSUB", *channels)["out"].split() if channels else []
+        pairs = dict(zip(counts[::2], counts[1::2], strict=False))
+        return {ch[len(f"{prefix}__group__") :]: int(pairs.get(ch, 0) or 0) for ch in channels}
+    keys = redis_cli(url, "--scan", "--pattern", f"{prefix}:group:*", "--count", "1000")["out"].split()[:limit]
+    if not keys:
+        return {}
+    script = "local n = {} for i, k in ipairs(KEYS) do n[i] = redis.call('ZCARD', k) end return n"
+    counts = redis_cli(url, "EVAL", script, str(len(keys)), *keys)["out"].split()
+    return {key[len(f"{prefix}:group:") :]: int(n) for key, n in zip(keys, counts, strict=False) if n.isdigit()}
 
 
 def redis_cli(url, *command, anonymous=False, timeout=5):
@@ -603,6 +905,7 @@ def postgresql_facts():
 def facts(args):
     position = log_position()  # first: the walk's log lines are the ones after this
     result = {
+        "managed": os.path.isdir(MARKER),
         "user": pwd.getpwuid(os.geteuid()).pw_name,
         "root": os.geteuid() == 0,
         "hostname": os.uname().nodename,
@@ -618,7 +921,7 @@ def facts(args):
     if "app" in args["roles"]:
         result["gunicorn"], env = gunicorn_facts(args, nginx_user)
         result["redis"] = redis_facts(env)
-        if args.get("token_user"):
+        if args.get("token_user") or args.get("token_command"):
             result.update(token(args))
     if "redis" in args["roles"]:
         sentinel = directives(read(SENTINEL_CONF))
@@ -637,7 +940,18 @@ def facts(args):
 
 
 def token(args):
-    """A token for args["token_user"], as `nurcrm-manage issue_token` mints it (writing nothing), or why none."""
+    """A token: printed by the operator's command (args["token_command"], run as the app runs), else minted for
+    args["token_user"] by `nurcrm-manage issue_token` (writing nothing) where the bundle deployed the host; or
+    why none."""
+    if args.get("token_command"):
+        _, _, argv, cli, directory, user, env, _ = discover(args["service"])
+        done = as_app(app_of(argv, directory, user, env, cli), ["sh", "-c", args["token_command"]])
+        lines = done["out"].strip().splitlines()
+        if done["rc"] == 0 and lines:
+            return {"token": lines[-1].strip(), "token_error": ""}
+        return {"token": None, "token_error": f"the token command failed: {failure(done)}"}
+    if not os.path.isdir(MARKER):
+        return {"token": None, "token_error": "no token source (--token-command, or NURCRM_DOCTOR_TOKEN)"}
     minted = manage(args, "issue_token", "--user", args["token_user"], *args.get("token_args", []))
     return {
         "token": minted["out"].strip() if minted["rc"] == 0 else None,
@@ -645,8 +959,30 @@ def token(args):
     }
 
 
+def send_as_app(args):
+    """The production note's test send (SEND_SCRIPT) in the app of a host the bundle did not deploy: the groups the
+    sender used, and the layer's groups in Redis now that the doctor's socket is open."""
+    started = time.time()
+    _, _, argv, cli, directory, user, env, _ = discover(args["service"])
+    app = app_of(argv, directory, user, env, cli)
+    doctor = {"company": args.get("company"), "sender": SENDER, "table_model": TABLE_MODEL}
+    argv = [app["python"] or "python3", "-c", SEND_SCRIPT]
+    done = as_app(app, argv, extra={"NURCRM_DOCTOR_SEND": json.dumps(doctor)})
+    result = {"rc": done["rc"], "started": started, "sender": SENDER, "out": "", "err": ""}
+    answer = last_json(done) if done["rc"] == 0 else None
+    if answer is None:
+        return {**result, "rc": done["rc"] or 1, "err": failure(done)}
+    urls = answer.pop("urls")
+    result.update(answer)
+    if urls:
+        result["groups"] = layer_groups(urls[0], answer["channel_layer"], answer["channel_layer_prefix"])
+    return result
+
+
 def send(args):
     """Send table_status_changed through the real sender; report its output, timing and the group keys."""
+    if not os.path.isdir(MARKER):
+        return send_as_app(args)
     started = time.time()
     sent = manage(args, "send_test_notification", "--company", args["company"])
     result = {"rc": sent["rc"], "out": sent["out"][-2000:], "err": redact(sent["err"])[-1000:], "started": started}

@@ -76,6 +76,7 @@ class Check:
     needs: tuple  # names of earlier checks that must pass first (same host, or from the client's side)
     compares: bool = False  # one result for the whole group: its hosts must agree
     when: object = None  # a test of the walk's facts: where it is false the check does not apply (no result)
+    only: object = None  # a test of one host's facts: the hosts where it is false get no result
 
     @property
     def name(self):
@@ -93,7 +94,9 @@ class Check:
             return "from the client"
         where = f"{'across' if self.compares else 'on'} every {' and '.join(self.scope)} host"
         when = (self.when.__doc__ or "").split(":")[0]  # "Only under Sentinel: ..."
-        return f"{where}, {when[:1].lower()}{when[1:]}" if when else where
+        where = f"{where}, {when[:1].lower()}{when[1:]}" if when else where
+        only = (self.only.__doc__ or "").split(":")[0]  # "Only where the bundle deployed the host: ..."
+        return f"{where}, {only[:1].lower()}{only[1:]}" if only else where
 
     @property
     def fixed_by(self):
@@ -115,18 +118,20 @@ def listing():
     return "\n".join(out)
 
 
-def check(step, layer, on=SITE, needs=(), compares=False, when=None):
+def check(step, layer, on=SITE, needs=(), compares=False, when=None, only=None):
     """Register a check. `on`: a group ("app"), several ("web", "app"), or SITE for the client's side;
-    `when(facts)`: whether the deployment has what it checks (no result where it has not)."""
+    `when(facts)`: whether the deployment has what it checks (no result where it has not); `only(host)`: the
+    same for one host of `on` (a host that did not answer gets none: its first check says so)."""
     scope = (on,) if isinstance(on, str) else tuple(on)
     known = {c.name: c for c in REGISTRY}
     for need in needs:
         assert need in known, f"{need} must be registered before what needs it"
         assert known[need].scope in (scope, (SITE,)) and not known[need].compares, f"{need}: not on the same hosts"
+    assert only is None or (scope != (SITE,) and not compares), "only: a test of one host"
     assert step in STEP_INDEX and layer in LAYERS, (step, layer)
 
     def register(func):
-        REGISTRY.append(Check(func, step, layer, scope, tuple(needs), compares, when))
+        REGISTRY.append(Check(func, step, layer, scope, tuple(needs), compares, when, only))
         REGISTRY.sort(key=lambda c: STEP_INDEX[c.step])  # stable: registration order within a step
         return func
 
@@ -228,6 +233,8 @@ def hosts_of(check, facts):
     if check.scope == (SITE,):
         return [facts.site.server_name if facts.site else SITE]
     names = facts.names(*check.scope)
+    if check.only:
+        names = [n for n in names if not facts.on(n).unreachable and check.only(facts.on(n))]
     return [",".join(names)] if check.compares and names else names
 
 
@@ -280,6 +287,11 @@ def _run(registered, host, facts, by_key, told):
     rerun = _rerun(verdict.by or layer, host, verdict, facts)
     if rerun:
         fix = f"{rerun.command()}  # {verdict.explanation}"
+    elif (strangers := unmanaged(facts, host, verdict, verdict.by or layer)) and not verdict.manual:
+        fix = (
+            f"by hand: {', '.join(strangers)} {'was' if len(strangers) == 1 else 'were'} not deployed by the bundle, "
+            f"so no playbook of it is offered ({TAKEOVER}); what the bundle's would do: {verdict.explanation}"
+        )
     else:
         fix = f"no playbook restores this: {verdict.explanation}"
     return Result(
@@ -292,13 +304,35 @@ def _run(registered, host, facts, by_key, told):
     )
 
 
+def _targets(layer, host, verdict, facts):
+    """The hosts a layer's playbook would run on for this failure: the check's own host when it is one of them."""
+    group = facts.names(LAYERS[layer].group) if LAYERS[layer].group else []
+    hosts = list(verdict.hosts) or [h for h in host.split(",") if h in group] or group
+    # A playbook cannot reach a host that did not answer: leave it out, unless that leaves none.
+    return [h for h in hosts if not facts.on(h).unreachable] or hosts
+
+
+def unmanaged(facts, host, verdict, layer):
+    """The hosts this failure's rerun would reach that the bundle did not deploy (its playbooks would replace
+    what is there)."""
+    return _strangers(facts, _targets(layer, host, verdict, facts) if LAYERS[layer].group else host.split(","))
+
+
+def _strangers(facts, hosts):
+    """Those of these hosts that answered and that the bundle did not deploy."""
+    return [h for h in hosts if h in facts.hosts and not facts.on(h).unreachable and not facts.on(h).managed]
+
+
+# Where a host the bundle did not deploy is taken over (docs/takeover.md): its plan first, changing nothing.
+TAKEOVER = "ansible-playbook site.yml -i <inventory> --check --diff shows what taking it over would change"
+
+
 def _rerun(layer, host, verdict, facts):
-    """The layer's playbook on the hosts that run it: the check's own host when it is one of them."""
+    """The layer's playbook on the hosts that run it, if the bundle deployed them all."""
     spec = LAYERS[layer]
     if verdict.manual or not spec.playbook:
         return None
-    group = facts.names(spec.group)
-    hosts = list(verdict.hosts) or [h for h in host.split(",") if h in group] or group
-    # A playbook cannot reach a host that did not answer: leave it out, unless that leaves none.
-    hosts = [h for h in hosts if not facts.on(h).unreachable] or hosts
+    hosts = _targets(layer, host, verdict, facts)
+    if _strangers(facts, hosts):
+        return None
     return Rerun(spec.playbook, ",".join(hosts), facts.inventory)

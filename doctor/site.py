@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-WS_PATH = "/ws/cafe/tables/"
+WS_PATH = "/ws/cafe/tables/"  # the production note's; a server of other paths: --ws-path, or doctor_ws_path
 
 
 @dataclass
@@ -25,14 +25,17 @@ class Site:
     origin: str
     cafile: str | None = None  # a CA the inventory vouches for (doctor_cafile), or its self-signed certificate
     address: str | None = None  # where the public name points for this client (doctor_connect_address), else DNS
+    ws_path: str = WS_PATH
 
     @classmethod
-    def trusting(cls, server_name, port, origin, certificate_pem=None, cafile=None, address=None):
+    def trusting(cls, server_name, port, origin, certificate_pem=None, cafile=None, address=None, ws_path=WS_PATH):
+        """A site whose certificate is checked against `certificate_pem` (a self-signed one the inventory made on
+        purpose), else `cafile` (a CA the operator names), else the system's CA store."""
         if certificate_pem:
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as pem:
                 pem.write(certificate_pem)
             cafile = pem.name
-        return cls(server_name, port, origin, cafile, address)
+        return cls(server_name, port, origin, cafile, address, ws_path)
 
     @property
     def netloc(self):
@@ -48,8 +51,8 @@ class Site:
         """The site's IPv4 address, for a client that binds an IPv4 source of its own."""
         return self.address or socket.getaddrinfo(self.server_name, self.port, socket.AF_INET)[0][4][0]
 
-    def url(self, path=WS_PATH, scheme="wss"):
-        return f"{scheme}://{self.netloc}{path}"
+    def url(self, path=None, scheme="wss"):
+        return f"{scheme}://{self.netloc}{path or self.ws_path}"
 
     def tls_context(self):
         return ssl.create_default_context(cafile=self.cafile)
@@ -84,10 +87,10 @@ def tls_facts(site, timeout=5):
     return facts
 
 
-def handshake(site, path=WS_PATH, timeout=5):
+def handshake(site, timeout=5):
     """Send a WebSocket upgrade without a token; the status line nginx answers with."""
     request = (
-        f"GET {path} HTTP/1.1\r\nHost: {site.server_name}\r\nOrigin: {site.origin}\r\n"
+        f"GET {site.ws_path} HTTP/1.1\r\nHost: {site.server_name}\r\nOrigin: {site.origin}\r\n"
         "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
         "Sec-WebSocket-Key: bnVyY3JtLWRvY3Rvci0xMg==\r\n\r\n"
     )
@@ -110,9 +113,10 @@ def handshake(site, path=WS_PATH, timeout=5):
 
 async def _session(site, token, send, timeout):
     facts = {"hello": None, "close_code": None, "close_reason": None, "pong_ms": None, "event": None}
+    facts["token"] = bool(token)
     try:
         async with connect(
-            site.url() + f"?token={token}",
+            site.url() + (f"?token={token}" if token else ""),
             origin=site.origin,
             ssl=site.tls_context(),
             open_timeout=timeout,
@@ -120,12 +124,14 @@ async def _session(site, token, send, timeout):
             server_hostname=site.server_name,
         ) as ws:
             facts["hello"] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+            if not token:  # a consumer that answers a socket without a token: what it sends first is enough
+                return facts
             started = time.monotonic()
             await ws.send(json.dumps({"action": "ping"}))
             pong = json.loads(await asyncio.wait_for(ws.recv(), timeout))
             facts["pong_ms"] = round((time.monotonic() - started) * 1000, 1) if pong.get("type") == "pong" else None
             if facts["hello"].get("type") == "connection_established":
-                sending = asyncio.create_task(asyncio.to_thread(send, facts["hello"]["company_id"]))
+                sending = asyncio.create_task(asyncio.to_thread(send, facts["hello"]))
                 started = time.monotonic()
                 try:
                     while True:
@@ -148,7 +154,8 @@ async def _session(site, token, send, timeout):
 
 
 def session(site, token, send, timeout=5):
-    """Connect with the token, ping, have `send(company_id)` run on the host, wait for the event."""
+    """Connect with the token, ping, have `send(hello)` run on the host, wait for the event; without a token,
+    connect and take the consumer's first answer (a close code, most likely)."""
     return asyncio.run(_session(site, token, send, timeout))
 
 

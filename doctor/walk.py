@@ -7,12 +7,17 @@ from datetime import datetime
 from doctor import checks  # noqa: F401 (importing it registers the checks)
 from doctor.facts import Facts
 from doctor.hosts import Hosts, Unreachable, rendered, role_default
-from doctor.nginxconf import tls_server
 from doctor.registry import evaluate
-from doctor.site import Site, handshake, session, tls_facts
+from doctor.site import WS_PATH, Site, handshake, session, tls_facts
 
-SERVICE = "gunicorn"
+SERVICE = "gunicorn"  # the production note's unit; a server whose gunicorn is another: --unit, or doctor_unit
 LOG_WINDOW = 600  # seconds of logs shown beside the first failing check
+
+
+def option(given, hosts, name, default=None):
+    """An option as given on the command line, else the inventory's variable of the first app host, else the
+    default (the production note's value)."""
+    return given or rendered(hosts.variables(hosts.groups["app"][0]), name) or default
 
 
 def _each(names, probe):
@@ -33,22 +38,32 @@ def _silence(facts, silent):
     facts.hosts[silent.host] = {"unreachable": silent.reason}
 
 
-def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
+def gather(
+    inventory, user=None, origin=None, sudo=False, token_ttl=None, ws_path=None, unit=None, token_command=None,
+    token=None,
+):  # fmt: skip
     """Facts of every host of every group, and the client's view; nothing on the hosts is changed. A host that
-    does not answer is recorded as such; when none answers, the first one's Unreachable is raised."""
+    does not answer is recorded as such; when none answers, the first one's Unreachable is raised.
+
+    The token the walk's socket signs in with: `token` as given, else what `token_command` prints on the app host,
+    else (where the bundle deployed it) one minted for `user`; without any, the socket goes without one and the
+    checks that need one do not apply."""
     hosts = Hosts(inventory, sudo=sudo)
     names = hosts.names()
     # One app host mints the token and runs the sender (the first; if it does not answer, the first that does);
     # the event reaches the socket wherever it is.
     session_host = hosts.groups["app"][0]
-    user = user or hosts.variables(session_host).get("doctor_user") or "demo"
+    user = option(user, hosts, "doctor_user", "demo")
+    service = option(unit, hosts, "doctor_unit", SERVICE)
+    token_command = option(token_command, hosts, "doctor_token_command")
     minting = {"token_user": user, "token_args": ["--ttl", str(token_ttl)] if token_ttl is not None else []}
+    minting = {} if token else {**minting, "token_command": token_command}
 
     def probe(name):
         return hosts.probe(
             name,
             mode="facts",
-            service=SERVICE,
+            service=service,
             since_seconds=LOG_WINDOW,
             sample_seconds=1.0,
             **(minting if name == session_host else {}),
@@ -65,26 +80,29 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
     if facts.on(session_host).unreachable and facts.answering("app"):
         facts.session_host = facts.answering("app")[0].name
         try:
-            facts.hosts[facts.session_host] |= hosts.probe(facts.session_host, mode="token", service=SERVICE, **minting)
+            facts.hosts[facts.session_host] |= hosts.probe(facts.session_host, mode="token", service=service, **minting)
         except Unreachable as stopped:
             _silence(facts, stopped)
-    facts.site = _site(hosts, facts, origin)
+    facts.site = _site(hosts, facts, origin, option(ws_path, hosts, "doctor_ws_path", WS_PATH))
     facts.tls = tls_facts(facts.site)
     facts.handshake = handshake(facts.site)
-    token = facts.on(facts.session_host).probe.get("token")
+    facts.token_given = bool(token)
+    token = token or facts.on(facts.session_host).probe.get("token")
+    company = rendered(hosts.variables(facts.session_host), "doctor_company")
 
-    def send(company_id):
+    def send(hello):
+        ids = {"company": hello.get("company_id") or hello.get("company") or company}
         try:
-            return hosts.probe(facts.session_host, mode="send", company=company_id, service=SERVICE)
+            return hosts.probe(facts.session_host, mode="send", service=service, **ids)
         except Unreachable as stopped:  # it stopped answering during the walk
             _silence(facts, stopped)
             return {"rc": None, "out": "", "err": str(stopped)}
 
-    if token and not facts.tls.get("error"):
+    if not facts.tls.get("error"):
         facts.session = session(facts.site, token, send)
 
     def logs(name):
-        return hosts.probe(name, mode="logs", service=SERVICE, position=facts.hosts[name]["log_position"])
+        return hosts.probe(name, mode="logs", service=service, position=facts.hosts[name]["log_position"])
 
     facts.walk_logs = _each([h.name for h in facts.answering("web", "app")], logs)
     for name, logged in list(facts.walk_logs.items()):
@@ -93,31 +111,31 @@ def gather(inventory, user=None, origin=None, sudo=False, token_ttl=None):
     return facts
 
 
-def _site(hosts, facts, origin):
+def _site(hosts, facts, origin, ws_path):
     """The public name, as the first web host that answers serves it (else as the inventory names it), and how
     this client reaches and trusts it."""
     web = next(iter(facts.answering("web")), facts.of("web")[0])
     web_vars = hosts.variables(web.name)
-    server = tls_server(web.nginx_conf) or {
-        "server_name": rendered(web_vars, "nginx_server_name") or web.name,
-        "port": int(rendered(web_vars, "nginx_https_port") or role_default("nginx", "nginx_https_port")),
-        "certificate": None,
-    }
-    # A self-signed certificate is trusted only where the inventory made it on purpose; doctor_cafile is a
-    # CA of the operator's (a test ACME server's, a company's own), doctor_connect_address where the
-    # public name points from here (a web host behind a load balancer, a name not in DNS yet).
+    named = rendered(web_vars, "nginx_server_name")
+    server = web.nginx_config.tls_server(named)
+    port = int(rendered(web_vars, "nginx_https_port") or role_default("nginx", "nginx_https_port"))
+    name = (server.names[0] if server and server.names and named not in server.names else named) or web.name
+    # A self-signed certificate is trusted only where the inventory made it on purpose (the bundle's own
+    # setting); doctor_cafile is a CA of the operator's (a test ACME server's, a company's own), else the
+    # system's CA store (a public certificate, on a host the bundle did not deploy); doctor_connect_address
+    # where the public name points from here (a web host behind a load balancer, a name not in DNS yet).
     pem = None
-    source = web_vars.get("nginx_certificate_source", role_default("nginx", "nginx_certificate_source"))
-    if source == "self-signed":
-        pem = (web.nginx.get("certificates") or {}).get(server["certificate"])
-    name = server["server_name"]
+    default = role_default("nginx", "nginx_certificate_source") if web.managed else "public"
+    if web_vars.get("nginx_certificate_source", default) == "self-signed" and server:
+        pem = (web.nginx.get("certificates") or {}).get(server.certificate)
     return Site.trusting(
         name,
-        server["port"],
+        server.tls_port if server else port,
         origin or f"https://{name}",
         pem,
         cafile=os.path.expanduser(web_vars["doctor_cafile"]) if web_vars.get("doctor_cafile") else None,
         address=web_vars.get("doctor_connect_address"),
+        ws_path=ws_path,
     )
 
 

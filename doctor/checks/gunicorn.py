@@ -1,47 +1,64 @@
 """Step gunicorn: the unit, its uvicorn workers, the socket and the settings every worker reports, on every
-app host."""
-
-import re
+app host. gunicorn's settings are read wherever they are (its command line, its config file, the unit), so a
+gunicorn set up by hand is judged like the bundle's."""
 
 from doctor.hosts import role_default, wired
 from doctor.registry import check, fail, ok, skip
 
 EXPECTED_WORKER_CLASS = role_default("asgi", "asgi_worker_class")
 SOCKET = wired("asgi_socket")
+# The worker classes that speak ASGI and WebSocket: uvicorn-worker's, and the older one uvicorn still ships.
+UVICORN_WORKERS = {
+    f"{module}.{name}"
+    for module in ("uvicorn_worker", "uvicorn_worker._workers", "uvicorn.workers")
+    for name in ("UvicornWorker", "UvicornH11Worker")
+}
+
+
+def speaks_asgi(worker_class):
+    return worker_class in UVICORN_WORKERS
+
+
+def managed(h):
+    """Only where the bundle deployed the host: its gunicorn.conf.py makes the workers report their settings."""
+    return h.managed
 
 
 @check("gunicorn", "gunicorn", on="app")
 def gunicorn_active(h):
-    """The gunicorn unit is active and enabled."""
-    unit = h.gunicorn.get("unit") or {}
+    """The gunicorn unit is active and enabled (or, where no unit runs it, a gunicorn master runs: supervisor's)."""
+    g = h.gunicorn
+    unit, name = g.get("unit") or {}, g.get("service") or "gunicorn"
+    if unit.get("LoadState") == "not-found" and g.get("main_pid"):
+        return ok(f"no unit {name}; gunicorn's master {g['main_pid']} runs under {g.get('parent') or 'another'}")
     if unit.get("ActiveState") != "active" or unit.get("UnitFileState") != "enabled":
         return fail(
-            f"unit gunicorn is {unit.get('ActiveState')}/{unit.get('SubState')}, {unit.get('UnitFileState')}",
-            "enables and starts gunicorn; journalctl -u gunicorn -n 50 says why it stopped",
+            f"unit {name} is {unit.get('ActiveState')}/{unit.get('SubState')}, {unit.get('UnitFileState')}",
+            f"enables and starts {name}; journalctl -u {name} -n 50 says why it stopped",
         )
-    return ok(f"active, enabled, main pid {h.gunicorn['main_pid']}")
+    return ok(f"active, enabled, main pid {g['main_pid']}")
 
 
 @check("gunicorn", "gunicorn", on="app")
 def gunicorn_worker_class(h):
     """gunicorn runs uvicorn workers, the only kind that speaks ASGI and WebSocket."""
-    configured = (h.gunicorn.get("config") or {}).get("worker_class")
+    config = h.gunicorn.get("config") or {}
+    configured = config.get("worker_class")
     running = sorted({r.get("worker_class", "") for r in h.reports.values()})
-    wrong = configured != EXPECTED_WORKER_CLASS or any(
-        not (cls.startswith("uvicorn_worker.") and cls.endswith("UvicornWorker")) for cls in running
-    )
-    if wrong:
+    if not speaks_asgi(configured) or not all(map(speaks_asgi, running)):
+        seen = f", running {running}" if running else ""
         return fail(
-            f"configured {configured}, running {running or 'unknown'}: only uvicorn workers speak ASGI/WebSocket",
+            f"configured {configured} ({config.get('from') or 'gunicorn'}){seen}: only uvicorn workers speak "
+            "ASGI/WebSocket",
             f"writes back worker_class = {EXPECTED_WORKER_CLASS!r} in {h.gunicorn.get('config_path')} and restarts",
         )
-    return ok(f"{configured} in every worker")
+    return ok(f"{configured} ({config.get('from') or 'gunicorn'}){' in every worker' if running else ''}")
 
 
 @check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
 def gunicorn_worker_count(h):
     """As many workers run as are configured (the checklist's three)."""
-    configured = (h.gunicorn.get("config") or {}).get("workers") or ""
+    configured = str((h.gunicorn.get("config") or {}).get("workers") or "")
     expected = int(configured) if configured.isdigit() else 3
     workers = h.gunicorn.get("workers") or []
     if len(workers) != expected:
@@ -58,6 +75,8 @@ def gunicorn_socket(h):
     sock = h.gunicorn.get("socket")
     if not sock:
         binds = (h.gunicorn.get("config") or {}).get("binds")
+        if binds and not h.managed:  # nginx_upstream_reaches_every_app_host judges whether nginx reaches them
+            return ok(f"no unix socket (the production note's is {SOCKET}): gunicorn binds {binds}")
         return fail(f"gunicorn binds no unix socket: {binds}", f"writes back bind = ['unix:{SOCKET}', ...]")
     if not (sock.get("exists") and sock.get("is_socket")):
         return fail(f"{sock['path']} is missing or not a socket", "restarts gunicorn, which makes it")
@@ -70,7 +89,7 @@ def gunicorn_socket(h):
     return ok(f"{sock['path']} {sock['mode']} group {sock['group']}, nginx connects")
 
 
-@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"])
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_active"], only=managed)
 def gunicorn_workers_report(h):
     """Every worker reports the settings it runs with in /run/gunicorn (the redis and django steps read them).
 
@@ -89,11 +108,10 @@ LOOPBACK = {"127.0.0.1", "::1"}
 
 def _proxy_sources(web):
     """The addresses a web host's nginx connects to the app hosts from: its proxy_bind, else any of its own."""
-    binds = set(re.findall(r"^\s*proxy_bind\s+([^\s;]+)", web.nginx_conf, re.M))
-    return binds or set(web.probe.get("addresses") or [])
+    return web.nginx_config.proxy_bind() or set(web.probe.get("addresses") or [])
 
 
-@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_workers_report"])
+@check("gunicorn", "gunicorn", on="app", needs=["gunicorn_workers_report"], only=managed)
 def gunicorn_trusts_only_web_hosts(h):
     """X-Forwarded-* (the client's address and scheme) are believed only from the web hosts' addresses.
 

@@ -1,7 +1,7 @@
 """Step handshake: a WebSocket upgrade through the public URL, and the layer behind any answer but 101."""
 
 from doctor.checks.django import origin_refused
-from doctor.checks.gunicorn import EXPECTED_WORKER_CLASS
+from doctor.checks.gunicorn import speaks_asgi
 from doctor.checks.redis import redis_hosts
 from doctor.registry import check, fail, ok, unanswered
 
@@ -34,7 +34,7 @@ def _blame_handshake(f, status):
                 f"nginx's user cannot connect to {sock.get('path')} on {h.name}: {sock.get('connect_error')}",
                 "runs gunicorn with nginx's group and umask 007",
             )
-        if worker_class != EXPECTED_WORKER_CLASS:
+        if not speaks_asgi(worker_class):
             return "gunicorn", [h.name], f"worker_class on {h.name} is {worker_class}", "writes back the worker class"
         ping = h.redis.get("ping")
         if status != 403 and ping not in (None, "PONG"):

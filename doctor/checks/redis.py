@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+from doctor.checks.gunicorn import managed
 from doctor.probe import sentinel_addresses
 from doctor.registry import check, fail, ok, skip, unanswered, unheard
 
@@ -276,6 +277,16 @@ def _no_master(h):
 def redis_reachable(h):
     """Each app host's Redis (through its Sentinels, if any) answers PING with the app's own URL."""
     redis = h.redis
+    if not redis.get("configured") and not h.managed:
+        django = h.gunicorn.get("django") or {}
+        if not django.get("settings"):
+            return skip("the app's settings did not load: django_settings_load says why")
+        return fail(
+            f"CHANNEL_LAYERS names no Redis: its backend is {django['settings'].get('channel_layer')}, so the "
+            "workers and manage.py share no layer",
+            "a Redis channel layer (channels_redis) in CHANNEL_LAYERS, then restart gunicorn",
+            layer="django",
+        )
     if not redis.get("configured"):
         return fail("REDIS_URL is not set", "writes back REDIS_URL (app_redis_url)", layer="django")
     if "redis-cli" in h.probe.get("missing", []):
@@ -315,7 +326,7 @@ def redis_authenticated(h):
     return ok("the app's password is required and accepted")
 
 
-@check("redis", "redis", on="app", needs=["gunicorn_workers_report"])
+@check("redis", "redis", on="app", needs=["gunicorn_workers_report"], only=managed)
 def workers_share_redis(h):
     """Every worker of a host uses the same Redis, database and prefix (no message lost between them)."""
     g = h.gunicorn

@@ -187,7 +187,7 @@ def client_side(monkeypatch):
     monkeypatch.setattr(
         walk,
         "session",
-        lambda site, token, send: {**copy.deepcopy(session), "send": send(session["hello"]["company_id"])},
+        lambda site, token, send: {**copy.deepcopy(session), "send": send(session["hello"])},
     )
 
 

@@ -128,7 +128,8 @@ def test_an_app_host_believes_the_address_nginx_connects_from():
     the web host's own address list need not show."""
     facts = make_facts({"web": ["web1"], "app": ["app1"], "redis": ["redis1"], "db": ["db1"]})
     dump = facts.hosts["web1"]["nginx"]["dump"]
-    facts.hosts["web1"]["nginx"]["dump"] = dump.replace("server {", "server {\n    proxy_bind 127.0.2.10;", 1)
+    tls = "    server_name localhost;\n    server_tokens off;"  # the server that serves the site
+    facts.hosts["web1"]["nginx"]["dump"] = dump.replace(tls, tls + "\n    proxy_bind 127.0.2.10;", 1)
     for worker in facts.hosts["app1"]["gunicorn"]["reports"].values():
         worker["uvicorn"]["forwarded_allow_ips"] = ["127.0.2.10"]
     (result,) = [r for r in evaluate(facts) if r.check == "gunicorn_trusts_only_web_hosts"]

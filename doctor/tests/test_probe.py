@@ -212,7 +212,7 @@ class FakeRedisCli:
     def __init__(self, answers, units=None):
         self.answers, self.units, self.calls = answers, units or {}, []
 
-    def __call__(self, argv, timeout=10, env=None, input_text=None):
+    def __call__(self, argv, timeout=10, env=None, input_text=None, cwd=None):
         if argv[:2] == ["systemctl", "is-active"]:
             return {"rc": 0, "out": self.units.get(argv[2], "inactive") + "\n", "err": ""}
         if argv[0] != "redis-cli":
@@ -274,6 +274,7 @@ def test_the_redis_mode_and_the_senders_group_keys_go_to_the_master(monkeypatch)
     fake = FakeRedisCli({"10.0.0.1:26379": MASTER_ADDR, "10.0.0.3:6379": "asgi__group__cafe_tables_7\n"})
     monkeypatch.setattr(probe, "run", fake)
     monkeypatch.setattr(probe, "app_env", lambda service: APP_ENV)
+    monkeypatch.setattr(probe, "MARKER", "/")  # a host the bundle deployed
     assert probe.redis({"service": "gunicorn", "command": ["PUBSUB", "CHANNELS", "*"]})["rc"] == 0
     sent = probe.send({"service": "gunicorn", "company": "7"})
     assert sent["group_keys"] == ["asgi__group__cafe_tables_7"]
@@ -457,3 +458,108 @@ def test_the_installed_probe_runs_the_walk_for_its_user(tmp_path):
     done = run_probe(installed(tmp_path), mode="logs", service="gunicorn", position={})
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {}
+
+
+# --- A gunicorn set up by hand: its settings from its command line, its app run as it runs ------------------
+HAND_STARTED = (
+    "{ path=/home/nur/venv/bin/gunicorn ; argv[]=/home/nur/venv/bin/gunicorn core.asgi:application --workers 3 "
+    "--worker-class uvicorn.workers.UvicornWorker --bind unix:/home/nur/asgi.sock -b 127.0.0.1:8001 --umask 007 "
+    "--access-logfile - --preload -e DJANGO_SETTINGS_MODULE=core.settings_prod ; ignore_errors=no ; "
+    "start_time=[n/a] ; stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }"
+)
+
+
+def test_gunicorns_command_line_gives_its_settings_as_gunicorn_reads_them():
+    argv = probe.exec_argv({"ExecStart": HAND_STARTED})
+    assert argv[0] == "/home/nur/venv/bin/gunicorn"
+    cli = probe.gunicorn_cli(probe.gunicorn_args(argv))
+    assert cli == {
+        "app": "core.asgi:application",
+        "workers": "3",
+        "worker_class": "uvicorn.workers.UvicornWorker",
+        "binds": ["unix:/home/nur/asgi.sock", "127.0.0.1:8001"],
+        "env": ["DJANGO_SETTINGS_MODULE=core.settings_prod"],
+    }
+    # -w3, --workers=3, -c file, and python -m gunicorn
+    assert probe.gunicorn_cli(["-w3", "--bind=unix:/run/a.sock", "-c", "conf.py", "app:app"]) == {
+        "workers": "3",
+        "binds": ["unix:/run/a.sock"],
+        "config": "conf.py",
+        "app": "app:app",
+        "env": [],
+    }
+    assert probe.gunicorn_args(["/usr/bin/python3", "-m", "gunicorn", "-k", "x"]) == ["-k", "x"]
+    assert probe.gunicorn_args(["/usr/bin/supervisord", "-n"]) is None
+
+
+def test_the_apps_interpreter_is_the_first_word_or_the_scripts_shebang(tmp_path):
+    script = tmp_path / "gunicorn"
+    script.write_text("#!/home/nur/venv/bin/python3\nimport sys\n")
+    assert probe.interpreter([str(script), "core.asgi:application"]) == "/home/nur/venv/bin/python3"
+    assert probe.interpreter(["/srv/venv/bin/python3.11", "-m", "gunicorn"]) == "/srv/venv/bin/python3.11"
+    env_shebang = tmp_path / "gunicorn-env"
+    env_shebang.write_text("#!/usr/bin/env python3\n")
+    assert probe.interpreter([str(env_shebang)]) == "python3"
+
+
+def test_the_settings_module_is_the_environments_else_the_one_manage_py_sets(tmp_path):
+    (tmp_path / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")\n')
+    assert probe.settings_module(str(tmp_path), {}, "core.asgi:application") == "core.settings"
+    assert probe.settings_module(str(tmp_path), {"DJANGO_SETTINGS_MODULE": "x.y"}, None) == "x.y"
+    (tmp_path / "manage.py").unlink()
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "asgi.py").write_text("os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'core.prod')\n")
+    assert probe.settings_module(str(tmp_path), {}, "core.asgi:application") == "core.prod"
+
+
+def test_the_apps_settings_are_read_by_its_own_interpreter_as_its_user(tmp_path, monkeypatch):
+    """A real Django project (the app's own settings module, in its directory, its environment): what the probe
+    reads is what the settings give, and a settings module that fails names its error in one line."""
+    project = tmp_path / "crm"
+    (project / "core").mkdir(parents=True)
+    (project / "core" / "__init__.py").write_text("")
+    (project / "core" / "settings.py").write_text(
+        "import os\nSECRET_KEY = 'x'\nALLOWED_HOSTS = [os.environ['PUBLIC_NAME']]\nDEBUG = False\n"
+        "ASGI_APPLICATION = 'core.asgi.application'\nINSTALLED_APPS = []\n"
+        "CHANNEL_LAYERS = {'default': {'BACKEND': 'channels_redis.core.RedisChannelLayer',"
+        " 'CONFIG': {'hosts': [os.environ['REDIS_URL']]}}}\n"
+    )
+    (project / "manage.py").write_text('os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")\n')
+    monkeypatch.setattr(probe, "layer_groups", lambda url, backend, prefix: {"seen": url})
+    env = {"PUBLIC_NAME": "app.example.kg", "REDIS_URL": "redis://:secret@127.0.0.1:6390/2"}
+    cli = {"app": "core.asgi:application"}
+    facts, layer_env = probe.django_facts([sys.executable, "-m", "gunicorn"], str(project), None, env, cli)
+    assert facts["settings"] == {
+        "allowed_hosts": ["app.example.kg"],
+        "asgi_application": "core.asgi.application",
+        "debug": False,
+        "channel_layer": "channels_redis.core.RedisChannelLayer",
+        "channel_layer_prefix": "asgi",
+    }
+    assert layer_env["REDIS_URL"] == env["REDIS_URL"]  # kept on the host, for redis-cli
+    assert "secret" not in json.dumps(facts["settings"]) and facts["groups"] == {"seen": env["REDIS_URL"]}
+    facts, layer_env = probe.django_facts([sys.executable], str(project), None, {}, cli)
+    assert "KeyError: 'PUBLIC_NAME'" in facts["error"] and layer_env == {}
+
+
+def test_the_layers_groups_are_read_as_each_layer_keeps_them(monkeypatch):
+    calls = []
+
+    def answers(argv, timeout=10, env=None, input_text=None, cwd=None):
+        calls.append(argv)
+        if "--scan" in argv:
+            return {"rc": 0, "out": "asgi:group:cafe_tables_7\nasgi:group:cafe_tables_7_3\n", "err": ""}
+        if "EVAL" in argv:
+            return {"rc": 0, "out": "1\n0\n", "err": ""}
+        if "CHANNELS" in argv:
+            return {"rc": 0, "out": "asgi__group__cafe_tables_7\n", "err": ""}
+        return {"rc": 0, "out": "asgi__group__cafe_tables_7\n2\n", "err": ""}
+
+    monkeypatch.setattr(probe, "run", answers)
+    url = "redis://127.0.0.1:6379/0"
+    assert probe.layer_groups(url, "channels_redis.core.RedisChannelLayer", "asgi") == {
+        "cafe_tables_7": 1,
+        "cafe_tables_7_3": 0,
+    }
+    assert probe.layer_groups(url, "channels_redis.pubsub.RedisPubSubChannelLayer", "asgi") == {"cafe_tables_7": 2}
+    assert calls[0][-5:-2] == ["--scan", "--pattern", "asgi:group:*"]  # SCAN, never KEYS

@@ -5,9 +5,10 @@ host to rerun (the down one itself where there is one), or says what to do when 
 import pytest
 from conftest import ADDRESS, CKQUORUM_OK, CLUSTER, make_facts, make_sentinel_cluster, redis_at
 
+from doctor.checks.redis import under_sentinel
 from doctor.registry import REGISTRY, evaluate
 
-SENTINEL_CHECKS = [c.name for c in REGISTRY if c.when]
+SENTINEL_CHECKS = [c.name for c in REGISTRY if c.when is under_sentinel]
 REDIS_HOSTS = ",".join(CLUSTER["redis"])
 REFUSED = "Could not connect to Redis at {}: Connection refused"
 NOQUORUM = (
