@@ -579,8 +579,8 @@ def settings_module(directory, env, app):
 
 def as_app(app, argv, timeout=30, extra=None):
     """A command run as the app runs: its user, its directory, its environment, its interpreter's folder first on
-    PATH."""
-    env = dict(app["env"], **(extra or {}))
+    PATH; writing no bytecode beside the app's code."""
+    env = dict(app["env"], **(extra or {}), PYTHONDONTWRITEBYTECODE="1")  # no __pycache__ left in the app
     if app.get("settings_module"):
         env["DJANGO_SETTINGS_MODULE"] = app["settings_module"]
     if app.get("pythonpath"):
