@@ -61,24 +61,6 @@ def nginx_config_valid(h):
 
 
 @check("nginx", "nginx", on="web")
-def nginx_connection_upgrade_map(h):
-    """The WebSocket location passes on Connection: upgrade (a map of $http_upgrade, or a literal "upgrade").
-
-    The map is the better practice: it sends close to a request that does not upgrade."""
-    location = _ws_location(h)
-    if location is None:
-        return skip(f"no location serves {h.site.ws_path}: nginx_ws_headers says so")
-    fine, seen, remark = _connection(h, location)
-    if not fine:
-        return fail(
-            f"location {location.path}: {seen}",
-            f"writes back `{MAP}` in the http context and `proxy_set_header Connection $connection_upgrade;` in "
-            f"location {location.path}",
-        )
-    return ok(f"{seen}{remark}")
-
-
-@check("nginx", "nginx", on="web")
 def nginx_ws_headers(h):
     """The location of the WebSocket path proxies it with HTTP/1.1, Upgrade and Connection.
 
@@ -106,6 +88,24 @@ def nginx_ws_headers(h):
         )
     unsent = f"; it does not send {', '.join(forwarded)} (the app sees nginx, not the client)" if forwarded else ""
     return ok(f"location {location.path} -> {target}: {WS_NEEDS}{unsent}")
+
+
+@check("nginx", "nginx", on="web")
+def nginx_connection_upgrade_map(h):
+    """The WebSocket location passes on Connection: upgrade (a map of $http_upgrade, or a literal "upgrade").
+
+    The map is the better practice: it sends close to a request that does not upgrade."""
+    location = _ws_location(h)
+    if location is None:
+        return skip(f"no location serves {h.site.ws_path}: nginx_ws_headers says so")
+    fine, seen, remark = _connection(h, location)
+    if not fine:
+        return fail(
+            f"location {location.path}: {seen}",
+            f"writes back `{MAP}` in the http context and `proxy_set_header Connection $connection_upgrade;` in "
+            f"location {location.path}",
+        )
+    return ok(f"{seen}{remark}")
 
 
 def _seconds(text):

@@ -6,7 +6,7 @@ from conftest import ONE_HOST, judge, make_facts
 
 from doctor.checks.django import stranger
 from doctor.checks.redis import under_sentinel
-from doctor.registry import REGISTRY
+from doctor.registry import REGISTRY, evaluate, first_failure
 
 
 def host(f):
@@ -467,3 +467,11 @@ def test_a_broken_layer_fails_the_check_naming_it(case):
         assert result.fix.startswith(command), result.fix
         assert result.rerun == {"playbook": PLAYBOOK[playbook], "limit": ONE_HOST, "inventory": "inventory/local"}
         assert len(result.fix) > len(command), "the command is followed by its explanation"
+
+
+def test_a_connection_header_that_never_upgrades_is_named_first_by_the_ws_locations_check():
+    """What molecule/default/faults/test_faults.py's --fix --check walk expects of the whole walk."""
+    facts = make_facts()
+    nginx_conf(facts, "Connection $connection_upgrade;", 'Connection "close";')
+    first = first_failure(evaluate(facts), facts)
+    assert (first.check, first.layer) == ("nginx_ws_headers", "nginx") and 'Connection "close"' in first.evidence

@@ -151,7 +151,7 @@ FAULTS = {
     "upgrade-headers-missing": (
         lambda f: drop(f, "proxy_set_header Upgrade $http_upgrade;", 'proxy_set_header Connection "upgrade";'),
         "nginx",
-        "location /ws/: no Connection header",
+        "lacks: proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade (it has `no Connection",
     ),
     "in-memory-channel-layer": (in_memory, "django", "its backend is channels.layers.InMemoryChannelLayer"),
     "sender-and-consumer-groups-differ": (
