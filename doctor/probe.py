@@ -654,7 +654,7 @@ def layer_groups(url, backend, prefix, limit=200):
         counts = redis_cli(url, "PUBSUB", "NUMSUB", *channels)["out"].split() if channels else []
         pairs = dict(zip(counts[::2], counts[1::2], strict=False))
         return {ch[len(f"{prefix}__group__") :]: int(pairs.get(ch, 0) or 0) for ch in channels}
-    keys = redis_cli(url, "--scan", "--pattern", f"{prefix}:group:*", "--count", "1000")["out"].split()[:limit]
+    keys = redis_cli(url, "--scan", "--pattern", f"{prefix}:group:*")["out"].split()[:limit]
     if not keys:
         return {}
     script = "local n = {} for i, k in ipairs(KEYS) do n[i] = redis.call('ZCARD', k) end return n"

@@ -290,7 +290,8 @@ def _run(registered, host, facts, by_key, told):
     elif (strangers := unmanaged(facts, host, verdict, verdict.by or layer)) and not verdict.manual:
         fix = (
             f"by hand: {', '.join(strangers)} {'was' if len(strangers) == 1 else 'were'} not deployed by the bundle, "
-            f"so no playbook of it is offered ({TAKEOVER}); what the bundle's would do: {verdict.explanation}"
+            f"so no playbook of it is offered ({TAKEOVER.replace('<inventory>', facts.inventory)}); what the "
+            f"bundle's would do: {verdict.explanation}"
         )
     else:
         fix = f"no playbook restores this: {verdict.explanation}"

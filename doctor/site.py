@@ -103,12 +103,34 @@ def handshake(site, timeout=5):
                 if not chunk:
                     break
                 head += chunk
+            status_line = head.split(b"\r\n", 1)[0].decode("latin1")
+            parts = status_line.split(" ", 2)
+            status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
+            if status == 101:
+                _close(tls)
     except (OSError, ssl.SSLError) as exc:
         return {"status": None, "error": str(exc)}
-    status_line = head.split(b"\r\n", 1)[0].decode("latin1")
-    parts = status_line.split(" ", 2)
-    status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
     return {"status": status, "status_line": status_line, "error": None if status else f"no HTTP answer: {head[:80]!r}"}
+
+
+# A client's close frame (RFC 6455 5.5.1): FIN + close, masked (as a client's must be), status 1000.
+CLOSE_MASK = b"\x6e\x75\x72\x21"
+CLOSE_FRAME = (
+    b"\x88\x82" + CLOSE_MASK + bytes(a ^ b for a, b in zip((1000).to_bytes(2, "big"), CLOSE_MASK, strict=False))
+)
+
+
+def _close(tls, wait=2):
+    """Close an upgraded connection as a client does: a close frame, then what the server sends until it closes
+    (at most `wait` seconds). Dropped without it, a consumer that writes (its close code, a hello) meets a closed
+    transport, and its ASGI server logs the error the walk then reads as the app's."""
+    tls.settimeout(wait)
+    try:
+        tls.sendall(CLOSE_FRAME)
+        while tls.recv(4096):
+            pass
+    except (OSError, ssl.SSLError):
+        pass
 
 
 async def _session(site, token, send, timeout):

@@ -1,5 +1,7 @@
 """Step handshake: a WebSocket upgrade through the public URL, and the layer behind any answer but 101."""
 
+import re
+
 from doctor.checks.django import origin_refused
 from doctor.checks.gunicorn import speaks_asgi
 from doctor.checks.redis import redis_hosts
@@ -58,4 +60,11 @@ def handshake_upgrades(f):
     if hs.get("status") is None:
         return fail(seen, "starts nginx and checks that it serves HTTPS")
     layer, hosts, cause, explanation = _blame_handshake(f, hs["status"])
-    return fail(f"{hs.get('status_line')}: {cause}", explanation, layer=layer, hosts=hosts)
+    return fail(f"{hs.get('status_line')}: {cause}{_logged(f)}", explanation, layer=layer, hosts=hosts)
+
+
+def _logged(f):
+    """The last exception gunicorn logged during the walk (its one-line summary), as evidence: "" if none."""
+    lines = [line for logged in f.walk_logs.values() for line in (logged.get("gunicorn") or [])]
+    summaries = [line for line in lines if re.search(r": [\w.]+(Error|Exception): ", line)]
+    return f"; gunicorn logged: {summaries[-1].split(': ', 1)[-1][-200:]}" if summaries else ""

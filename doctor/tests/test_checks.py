@@ -475,3 +475,14 @@ def test_a_connection_header_that_never_upgrades_is_named_first_by_the_ws_locati
     nginx_conf(facts, "Connection $connection_upgrade;", 'Connection "close";')
     first = first_failure(evaluate(facts), facts)
     assert (first.check, first.layer) == ("nginx_ws_headers", "nginx") and 'Connection "close"' in first.evidence
+
+
+def test_a_handshake_that_fails_in_the_app_shows_the_exception_gunicorn_logged_during_the_walk():
+    facts = make_facts()
+    handshake(facts, 500)
+    logged = "gunicorn[61]: TypeError: BaseChannelLayer.__init__() got an unexpected keyword argument 'hosts'"
+    facts.walk_logs[ONE_HOST]["gunicorn"] = ["gunicorn[61]: [ERROR] Exception in ASGI application", logged]
+    first = first_failure(evaluate(facts), facts)
+    assert first.check == "handshake_upgrades" and first.evidence.endswith(
+        "; gunicorn logged: TypeError: BaseChannelLayer.__init__() got an unexpected keyword argument 'hosts'"
+    ), first.evidence

@@ -1,0 +1,9 @@
+"""WSGI entry point (unused in production: gunicorn serves core.asgi)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "core.settings")
+
+application = get_wsgi_application()
