@@ -26,6 +26,11 @@ class Facts:
     token_given: bool = False  # the operator gave the token (NURCRM_DOCTOR_TOKEN): no host minted it
     walk_logs: dict = field(default_factory=dict)  # host -> {"gunicorn": [...], "nginx": [...]} logged during the walk
 
+    @property
+    def managed(self):
+        """Whether the bundle deployed this deployment: an app host that answers has its marker."""
+        return any(self.hosts.get(name, {}).get("managed") for name in self.groups.get("app", ()))
+
     def on(self, name):
         return HostFacts(name, self.hosts.get(name) or {}, self)
 
@@ -108,9 +113,10 @@ class HostFacts:
 
     @property
     def managed(self):
-        """Whether the bundle deployed this host (its marker, /etc/nurcrm, is there): only then do its playbooks
-        restore a layer, and do its workers report their settings."""
-        return bool(self.probe.get("managed"))
+        """Whether the bundle deployed this host: only then do its playbooks restore a layer. The bundle's marker
+        (/etc/nurcrm) is on its app hosts, so a deployment is the bundle's when an app host that answers has it;
+        its other hosts (web, Redis, database) are then the bundle's too."""
+        return bool(self.probe.get("managed")) or self.facts.managed
 
     @property
     def settings(self):

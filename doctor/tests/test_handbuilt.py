@@ -8,7 +8,7 @@ of the note's faults is named by its layer with evidence; no fix offers a playbo
 import copy
 
 import pytest
-from conftest import FakeHosts, client_side, make_facts, walk_over
+from conftest import FakeHosts, client_side, make_facts, make_sentinel_cluster, walk_over
 
 from doctor import cli
 from doctor.checks.django import stranger
@@ -241,3 +241,18 @@ def test_the_report_names_the_hosts_the_bundle_did_not_deploy():
     facts = make_handbuilt()
     assert report(judged(facts), facts, 1.0)["unmanaged"] == [HOST]
     assert report(evaluate(make_facts()), make_facts(), 1.0)["unmanaged"] == []
+
+
+def test_the_bundles_web_redis_and_database_hosts_are_its_own_though_only_its_app_hosts_carry_the_marker():
+    """/etc/nurcrm is made by the app role: a web-only host of the bundle's cluster has none, yet it is the
+    bundle's (its self-signed certificate trusted as the inventory says, its layer restored by its playbook)."""
+    facts = make_sentinel_cluster()
+    for name in ("web1", "redis1", "redis2", "redis3", "db1"):
+        facts.hosts[name]["managed"] = False
+    assert all(r.ok for r in evaluate(facts)), [r for r in evaluate(facts) if not r.ok]
+    assert facts.on("web1").managed and facts.on("db1").managed
+    facts.hosts["web1"]["nginx"]["dump"] = facts.hosts["web1"]["nginx"]["dump"].replace(
+        "Connection $connection_upgrade;", 'Connection "close";'
+    )
+    first = first_failure(evaluate(facts), facts)
+    assert first.host == "web1" and first.rerun["playbook"] == "playbooks/nginx.yml", first
