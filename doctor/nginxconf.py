@@ -224,7 +224,7 @@ def proxy_target(location, config):
         return None, []
     target = re.sub(r"^https?://", "", args[0])
     if target.startswith("unix:"):
-        return args[0], [target.split(":", 2)[0] + ":" + target.split(":", 2)[1]]
+        return args[0], [":".join(target.split(":", 2)[:2])]  # unix:/path[:/uri]
     name = target.split("/", 1)[0]
     upstreams = config.upstreams()
     return args[0], upstreams.get(name, [name if ":" in name else f"{name}:80"])

@@ -310,6 +310,13 @@ def gunicorn_config(text):
 
 
 MARKER = "/etc/nurcrm"  # the bundle's roles make it (app.env, gunicorn.conf.py): a host without it was set up otherwise
+
+
+def managed():
+    """Whether the bundle deployed this host's app (its marker is here)."""
+    return os.path.isdir(MARKER)
+
+
 # gunicorn's options that take a value (each may also be written --option=value), by the setting they give; the
 # flags that take none; anything else that starts with "-" is taken to take a value, as most of gunicorn's do.
 GUNICORN_OPTIONS = {
@@ -432,7 +439,7 @@ def discover(service):
         or (os.path.realpath(f"/proc/{main_pid}/cwd") if main_pid else None)
     )
     env_files = re.findall(r"(/\S+)", unit.get("EnvironmentFiles", ""))
-    env = environ(main_pid) if main_pid and not os.path.isdir(MARKER) else {}
+    env = environ(main_pid) if main_pid and not managed() else {}
     for path in env_files:
         env.update(parse_env_file(read(path)))
     env.update(item.split("=", 1) for item in cli["env"] if "=" in item)
@@ -471,7 +478,7 @@ def gunicorn_facts(args, nginx_user):
     unix = [b[len("unix:") :] for b in config["binds"] if b.startswith("unix:")]
     errors = gunicorn_errors(args)
     found = {}
-    if not os.path.isdir(MARKER):  # the app's settings through the app itself; they give its channel layer's Redis
+    if not managed():  # the app's settings through the app itself; they give its channel layer's Redis
         found["django"], env = django_facts(argv, directory, user, env, cli)
     time.sleep(args.get("sample_seconds", 1.0))
     keys = ("LoadState", "ActiveState", "SubState", "UnitFileState", "User", "Group", "NRestarts")
@@ -905,7 +912,7 @@ def postgresql_facts():
 def facts(args):
     position = log_position()  # first: the walk's log lines are the ones after this
     result = {
-        "managed": os.path.isdir(MARKER),
+        "managed": managed(),
         "user": pwd.getpwuid(os.geteuid()).pw_name,
         "root": os.geteuid() == 0,
         "hostname": os.uname().nodename,
@@ -950,7 +957,7 @@ def token(args):
         if done["rc"] == 0 and lines:
             return {"token": lines[-1].strip(), "token_error": ""}
         return {"token": None, "token_error": f"the token command failed: {failure(done)}"}
-    if not os.path.isdir(MARKER):
+    if not managed():
         return {"token": None, "token_error": "no token source (--token-command, or NURCRM_DOCTOR_TOKEN)"}
     minted = manage(args, "issue_token", "--user", args["token_user"], *args.get("token_args", []))
     return {
@@ -981,7 +988,7 @@ def send_as_app(args):
 
 def send(args):
     """Send table_status_changed through the real sender; report its output, timing and the group keys."""
-    if not os.path.isdir(MARKER):
+    if not managed():
         return send_as_app(args)
     started = time.time()
     sent = manage(args, "send_test_notification", "--company", args["company"])
