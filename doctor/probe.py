@@ -86,7 +86,7 @@ def read(path, limit=200_000):
 
 
 def redis_target(url):
-    """The same reduction as app/core/workerinfo.py's: this file runs on hosts with the standard library alone."""
+    """The same reduction as roles/app/files/nurcrm_ops/workerinfo.py's: this file runs on hosts with the standard library alone."""
     if not url:
         return None
     parts = urlsplit(url)

@@ -142,3 +142,22 @@ def test_each_declared_value_is_of_its_options_type(role):
     declared = {**{name: wired[name] for name in spec if name in wired}, **defaults(role)}
     errors = [e for name, value in declared.items() if name in spec for e in type_errors(name, value, spec[name])]
     assert not errors, f"{role}: {errors}"
+
+
+# A module of app/, the reference project: another project has none of them (docs/project.md).
+APP_MODULE = re.compile(r"\b(core|apps)\.[A-Za-z_]")
+
+
+def test_only_an_overridable_default_names_a_module_of_app():
+    """Any Django Channels project deploys with these roles: app/'s modules (core.*, apps.*) appear under
+    roles/ and templates/ only as the value of a role default (roles/*/defaults/main.yml), which the
+    inventory overrides; never in a task, a template, a file the bundle installs, or a comment."""
+    found = []
+    for path in sorted([*(ROOT / "roles").rglob("*"), *(ROOT / "templates").rglob("*")]):
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        default = path.relative_to(ROOT).parts[2:] == ("defaults", "main.yml")
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if APP_MODULE.search(line) and not (default and not line.lstrip().startswith("#")):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "\n".join(found)

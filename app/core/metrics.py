@@ -2,9 +2,10 @@
 
 Under gunicorn every worker is a process of its own: the unit sets PROMETHEUS_MULTIPROC_DIR, and
 prometheus_client's multiprocess mode keeps each worker's values in files there, which the exporter
-(core.metrics_server, the `nurcrm-metrics` unit) adds up. gunicorn.conf.py empties the folder when the
-master starts and drops a dead worker's open sockets (mark_process_dead). Without the variable (a shell,
-manage.py) the values stay in the process and nobody reads them.
+(the bundle's nurcrm_ops.metrics_server, the `nurcrm-metrics` unit) adds up. gunicorn.conf.py empties
+the folder when the master starts and drops a dead worker's open sockets (mark_process_dead), and counts
+worker starts itself (nurcrm_worker_starts, the bundle's). Without the variable (a shell, manage.py) the
+values stay in the process and nobody reads them.
 
 Labels never carry an id: a company is only its size bucket.
 """
@@ -46,7 +47,6 @@ SNAPSHOT_SECONDS = Histogram(
     "Seconds to read the tables snapshot a socket gets on connect.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-WORKER_STARTS = Counter("nurcrm_worker_starts", "gunicorn workers started (gunicorn.conf.py's post_worker_init).")
 
 # Every series a rate or an alert reads exists from the start, at 0: absent is not zero to Prometheus.
 for _outcome in OUTCOMES:

@@ -62,10 +62,3 @@ def async_pool(config, blocking=False, **options):
     if blocking and "master_name" not in config:
         return aioredis.BlockingConnectionPool.from_url(config.pop("address"), timeout=5, **config)
     return create_pool(config)
-
-
-def describe(config):
-    """Where the host points, with no secret: for the workers' reports and the doctor."""
-    if "master_name" not in config:
-        return None
-    return {"sentinels": [f"{h}:{p}" for h, p in config["sentinels"]], "master_name": config["master_name"]}

@@ -11,6 +11,9 @@ from pathlib import Path
 from websockets.asyncio.client import unix_connect
 
 APP_DIR = Path(__file__).resolve().parent.parent
+# The bundle's own package (roles/app/files/nurcrm_ops), which the app role links into every release's
+# virtualenv: gunicorn's config and the exporter import it.
+OPS_PATH = str(APP_DIR.parent / "roles" / "app" / "files")
 
 
 def children(pid):
@@ -25,6 +28,7 @@ class LocalStack:
         self.workers = workers
         self.env = {
             "PATH": os.environ["PATH"],
+            "PYTHONPATH": OPS_PATH,
             "SECRET_KEY": uuid.uuid4().hex * 2,
             "JWT_SIGNING_KEY": uuid.uuid4().hex * 2,
             "ALLOWED_HOSTS": "localhost",

@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
 from tests.conftest import free_port
-from tests.localstack import APP_DIR, LocalStack
+from tests.localstack import APP_DIR, OPS_PATH, LocalStack
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -107,9 +107,9 @@ async def test_the_exporter_adds_up_the_open_sockets_of_every_worker(stack):
     """4 sockets in each of the three workers: the exporter, a process of its own reading the workers'
     PROMETHEUS_MULTIPROC_DIR, serves each worker's own count; closed, every count is 0."""
     port = free_port()
-    command = [sys.executable, "-m", "core.metrics_server", "--listen", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "nurcrm_ops.metrics_server", "--listen", f"127.0.0.1:{port}"]
     command += ["--dir", stack.env["PROMETHEUS_MULTIPROC_DIR"]]
-    exporter = subprocess.Popen(command, cwd=APP_DIR, stderr=subprocess.DEVNULL)
+    exporter = subprocess.Popen(command, cwd=APP_DIR, env={"PYTHONPATH": OPS_PATH}, stderr=subprocess.DEVNULL)
     token = stack.manage("issue_token", "--user", "demo").strip()
     workers = stack.worker_pids()
     expected = collections.Counter({pid: SOCKETS_PER_WORKER for pid in workers})
@@ -154,14 +154,32 @@ def reports(tmp_path, stack, releases):
     return str(tmp_path)
 
 
-def selfcheck(stack, release):
-    return stack.run_manage("selfcheck", "--release", release, "--workers", str(WORKERS), "--socket", str(stack.sock))
+def selfcheck(stack, release, *options, token_command=("issue_token", "--user", "demo")):
+    """The bundle's per-host check (nurcrm_ops.selfcheck) with the asgi role's defaults for app/."""
+    command = [sys.executable, "-m", "nurcrm_ops.selfcheck", "--socket", str(stack.sock), "--host", "localhost"]
+    command += ["--url", "/ws/cafe/tables/?token={token}", "--workers", str(WORKERS), "--release", release]
+    command += ["--hello", "connection_established", "--ping", '{"action": "ping"}', *options]
+    command += ["--", sys.executable, "manage.py", *token_command]
+    return subprocess.run(command, cwd=APP_DIR, env=stack.manage_env, capture_output=True, text=True)
 
 
 def test_selfcheck_passes_when_every_worker_serves_the_release(stack):
     done = selfcheck(stack, RELEASE)
     assert done.returncode == 0, done.stderr
-    assert f"{WORKERS} workers run release {RELEASE}" in done.stdout
+    assert f"{WORKERS} handshakes on {stack.sock} accepted; release {RELEASE}" in done.stdout
+
+
+def test_selfcheck_fails_in_one_line_when_the_socket_refuses_the_token(stack):
+    """A token the project refuses (expired) closes the socket: the check names the close code."""
+    done = selfcheck(stack, RELEASE, token_command=("issue_token", "--user", "demo", "--ttl", "0"))
+    assert done.returncode == 1
+    assert "the socket was closed with 4401" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+def test_selfcheck_names_a_token_command_that_fails(stack):
+    done = selfcheck(stack, RELEASE, token_command=("issue_token", "--user", "nobody"))
+    assert done.returncode == 1
+    assert "token command" in done.stderr and "no user named 'nobody'" in done.stderr, done.stderr
 
 
 SENDER = f"""
@@ -200,7 +218,7 @@ def test_selfcheck_passes_on_a_live_host_whose_events_come_before_the_pong(stack
 def test_selfcheck_fails_naming_the_check_when_the_socket_serves_another_release(stack):
     done = selfcheck(stack, "a1b2c3d4e5f6")
     assert done.returncode == 1
-    says = f"socket: the hello says release '{RELEASE}', not a1b2c3d4e5f6"
+    says = f"the hello says release '{RELEASE}', not a1b2c3d4e5f6"
     assert says in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 

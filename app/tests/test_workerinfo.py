@@ -3,8 +3,7 @@
 import json
 
 import pytest
-
-from core.workerinfo import redis_target, remove_report, write_report
+from nurcrm_ops.workerinfo import redis_target, remove_report, write_report
 
 
 @pytest.mark.parametrize(
@@ -48,3 +47,34 @@ def test_report_says_whom_a_uvicorn_worker_believes_forwarded_headers_from(tmp_p
     uvicorn = json.loads(path.read_text())["uvicorn"]
     assert uvicorn["proxy_headers"] is True
     assert uvicorn["forwarded_allow_ips"] == ["10.0.0.10", "127.0.2.10"]
+
+
+def test_a_project_without_redis_url_is_reported_from_its_layers_first_host(tmp_path, settings):
+    """Another project names no REDIS_URL of the bundle's: the layer's own host says where it points."""
+    del settings.REDIS_URL
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": "redis://crm:s3cret@10.0.0.7:6381/1"}]},
+        }
+    }
+
+    class UvicornWorker:
+        pass
+
+    write_report(tmp_path, UvicornWorker(), "3f2a9c1b7d4e")
+    (path,) = tmp_path.iterdir()
+    report = json.loads(path.read_text())
+    assert report["release"] == "3f2a9c1b7d4e"
+    assert report["redis"] == {"host": "10.0.0.7", "port": 6381, "db": 1, "password": True}
+    assert report["channel_layer_prefix"] == "asgi"  # channels_redis's default
+    assert report["redis_sentinel"] is None
+    assert "s3cret" not in path.read_text()
+
+
+def test_the_release_is_read_from_the_releases_file(tmp_path):
+    from nurcrm_ops.hooks import release_of
+
+    (tmp_path / "release.json").write_text('{"id": "3f2a9c1b7d4e", "source": "git"}')
+    assert release_of(tmp_path / "release.json") == "3f2a9c1b7d4e"
+    assert release_of(tmp_path / "absent.json") == "dev"

@@ -1,12 +1,12 @@
 """The exporter: every gunicorn worker's metrics, added up, on /metrics.
 
-    python -m core.metrics_server --listen 127.0.0.1:9808 --dir /run/gunicorn-metrics
+    python -m nurcrm_ops.metrics_server --listen 127.0.0.1:9808 --dir /run/gunicorn-metrics
 
 It runs as a process of its own (the `nurcrm-metrics` unit), beside gunicorn and never through nginx:
-it reads the files the workers keep in their PROMETHEUS_MULTIPROC_DIR (core.metrics) at every scrape,
-so it answers while gunicorn restarts, with what is there (nothing while the folder is missing). It
-imports neither Django nor core.metrics: it holds no values of its own. Only /metrics answers; any
-other path is 404.
+it reads the files the workers keep in their PROMETHEUS_MULTIPROC_DIR (nurcrm_ops.metrics' and the
+project's own) at every scrape, so it answers while gunicorn restarts, with what is there (nothing while
+the folder is missing). It imports neither Django nor the project: it holds no values of its own. Only
+/metrics answers; any other path is 404.
 """
 
 import argparse
@@ -87,7 +87,7 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m core.metrics_server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m nurcrm_ops.metrics_server", description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="ADDR:PORT, the host's private or loopback address")
     parser.add_argument("--dir", required=True, help="the workers' PROMETHEUS_MULTIPROC_DIR")
     args = parser.parse_args(argv)
