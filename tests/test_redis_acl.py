@@ -1,0 +1,78 @@
+"""The app's Redis user as the redis role writes it (roles/redis/templates/users.acl.j2, rendered by Ansible
+itself), loaded by a real redis-server: the channel layer's keys and channels only, and a project's other
+uses (a cache, say) only when redis_app_extra_* name them (docs/project.md)."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PASSWORD = "s3cret-app"
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server (scripts/setup.sh)")
+
+
+def render(tmp_path, **extra):
+    """users.acl.j2 with the redis role's defaults and the wiring's prefix, as the role renders it."""
+    variables = yaml.safe_load((ROOT / "roles" / "redis" / "defaults" / "main.yml").read_text())
+    variables |= {"redis_app_user": "nurcrm", "redis_app_key_prefix": "asgi", "redis_password": PASSWORD}
+    variables |= {"redis_sentinel": False, "redis_monitor_password": "", **extra}
+    (tmp_path / "vars.json").write_text(json.dumps(variables))
+    acl = tmp_path / "users.acl"
+    src = ROOT / "roles" / "redis" / "templates" / "users.acl.j2"
+    ansible = str(Path(sys.executable).parent / "ansible")
+    task = ["-m", "ansible.builtin.template", "-a", f"src={src} dest={acl}", "-e", f"@{tmp_path / 'vars.json'}"]
+    subprocess.run([ansible, "localhost", "-c", "local", *task], check=True, capture_output=True, cwd=ROOT)
+    return acl
+
+
+def serve(tmp_path, acl):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--aclfile", str(acl), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = redis.Redis(port=port, username="nurcrm", password=PASSWORD)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            return process, client
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+
+
+def test_by_default_the_app_user_touches_only_the_layers_keys(tmp_path):
+    process, client = serve(tmp_path, render(tmp_path))
+    try:
+        client.set("asgi:probe", "1")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set("cache:1:menu", "1")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_a_projects_cache_is_allowed_when_named(tmp_path):
+    acl = render(tmp_path, redis_app_extra_keys=["cache:*"], redis_app_extra_commands=["mget", "incrby"])
+    process, client = serve(tmp_path, acl)
+    try:
+        client.set("cache:1:menu", "1")
+        assert client.mget("cache:1:menu", "asgi:none") == [b"1", None]
+        assert client.incrby("cache:1:hits", 2) == 2
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            client.set("celery:task", "1")  # still nothing else
+    finally:
+        process.terminate()
+        process.wait(10)
