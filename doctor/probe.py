@@ -86,7 +86,7 @@ def read(path, limit=200_000):
 
 
 def redis_target(url):
-    """The same reduction as roles/app/files/nurcrm_ops/workerinfo.py's: this file runs on hosts with the standard library alone."""
+    """The same reduction as nurcrm_ops/workerinfo.py's (roles/app/files): this file runs with the standard library."""
     if not url:
         return None
     parts = urlsplit(url)
@@ -992,6 +992,9 @@ def send(args):
         return send_as_app(args)
     started = time.time()
     sent = manage(args, "send_test_notification", "--company", args["company"])
+    if sent["rc"] != 0 and "Unknown command: 'send_test_notification'" in sent["err"]:
+        # A project other than app/, deployed by the bundle: the note's own sender, as on a stranger's host.
+        return send_as_app(args)
     result = {"rc": sent["rc"], "out": sent["out"][-2000:], "err": redact(sent["err"])[-1000:], "started": started}
     env = app_env(args["service"])
     prefix = env.get("CHANNEL_LAYER_PREFIX", "asgi")

@@ -100,9 +100,9 @@ def _groups_of_a_stranger(f):
 @check("groups", "groups", needs=["consumer_accepts_token"], when=has_token)
 def group_exists(f):
     """The socket's group (cafe_tables_<company>) appears in Redis, and the sender sends to it."""
-    if not f.on(f.session_host).managed:
-        return _groups_of_a_stranger(f)
     send = f.session.get("send") or {}
+    if not f.on(f.session_host).managed or send.get("sender"):  # the note's sender ran (probe.send_as_app)
+        return _groups_of_a_stranger(f)
     if send.get("rc") != 0:
         return fail(
             f"send_test_notification failed on {f.session_host}: {send.get('err', '').strip().splitlines()[-1:]}",

@@ -256,3 +256,16 @@ def test_the_bundles_web_redis_and_database_hosts_are_its_own_though_only_its_ap
     )
     first = first_failure(evaluate(facts), facts)
     assert first.host == "web1" and first.rerun["playbook"] == "playbooks/nginx.yml", first
+
+
+def test_a_deployed_project_sent_to_by_the_notes_sender_is_judged_by_the_groups_it_used():
+    """A project other than app/ on a host the bundle deployed: no send_test_notification, so the probe ran the
+    note's sender (it says so); its groups are judged as on a stranger's host, and a mismatch still fails."""
+    facts = make_handbuilt()
+    facts.hosts[HOST]["managed"] = True
+    results = {r.check: r for r in judged(facts)}
+    assert results["group_exists"].status == "pass", results["group_exists"]
+    other_group(facts)
+    results = {r.check: r for r in judged(facts)}
+    assert results["group_exists"].status == "fail"
+    assert f"the sender ({SENDER}) sent to ['{GROUP}']" in results["group_exists"].evidence

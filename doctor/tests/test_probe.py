@@ -563,3 +563,21 @@ def test_the_layers_groups_are_read_as_each_layer_keeps_them(monkeypatch):
     }
     assert probe.layer_groups(url, "channels_redis.pubsub.RedisPubSubChannelLayer", "asgi") == {"cafe_tables_7": 2}
     assert calls[0][-3:] == ["--scan", "--pattern", "asgi:group:*"]  # SCAN, never KEYS (redis-cli 7.0 has no --count)
+
+
+def test_a_deployed_project_without_the_bundles_sender_is_sent_to_by_the_notes_own(monkeypatch):
+    """A project other than app/, deployed by the bundle, has no send_test_notification: the doctor runs the
+    production note's sender in the app, as on a server the bundle did not build."""
+    monkeypatch.setattr(probe, "MARKER", "/")  # a host the bundle deployed
+    unknown = "Unknown command: 'send_test_notification'\nType 'manage.py help' for usage.\n"
+    monkeypatch.setattr(probe, "manage", lambda args, *command, **_: {"rc": 1, "out": "", "err": unknown})
+    monkeypatch.setattr(probe, "send_as_app", lambda args: {"rc": 0, "sender": probe.SENDER, "groups": {}})
+    assert probe.send({"service": "gunicorn", "company": "7"})["sender"] == probe.SENDER
+
+
+def test_a_failing_send_test_notification_is_reported_not_replaced(monkeypatch):
+    monkeypatch.setattr(probe, "MARKER", "/")
+    monkeypatch.setattr(probe, "manage", lambda args, *command, **_: {"rc": 1, "out": "", "err": "Redis refused"})
+    monkeypatch.setattr(probe, "app_env", lambda service: {})
+    monkeypatch.setattr(probe, "send_as_app", lambda args: pytest.fail("the note's sender replaced a failure"))
+    assert probe.send({"service": "gunicorn", "company": "7"})["rc"] == 1
