@@ -3,8 +3,11 @@ from decimal import Decimal, InvalidOperation
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.core.cache import cache
+from django.core.files.storage import default_storage
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
+from django.utils.text import get_valid_filename
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
@@ -129,3 +132,28 @@ def order_detail(request, pk):
         order.save()
         send_order_notification(order, "order_updated")
     return JsonResponse(order_to_dict(order))
+
+
+@jwt_required
+@require_http_methods(["GET"])
+def stats(request):
+    """The company's counts, kept in the cache for a minute (Redis on a deployed server, memory by hand)."""
+    company = request.user.company
+
+    def count():
+        tables, orders = Table.objects.filter(company=company), Order.objects.filter(company=company)
+        return {"tables": tables.count(), "orders": orders.count()}
+
+    return JsonResponse(cache.get_or_set(f"stats:{company.pk}", count, 60))
+
+
+@csrf_exempt
+@jwt_required
+@require_http_methods(["POST"])
+def menu_image(request):
+    """Upload a menu picture (multipart field `image`) into MEDIA_ROOT/menu/; its URL under MEDIA_URL."""
+    image = request.FILES.get("image")
+    if image is None:
+        return JsonResponse({"detail": "send the picture as the multipart field `image`"}, status=400)
+    name = default_storage.save(f"menu/{get_valid_filename(image.name)}", image)
+    return JsonResponse({"url": default_storage.url(name)}, status=201)
