@@ -17,7 +17,7 @@ def target(view):
 
 
 def described_sentinels(view):
-    """The Sentinels an environment names, as a worker reports them (core.redisconn.describe), or None."""
+    """The Sentinels an environment names, as a worker reports them (nurcrm_ops.workerinfo.sentinel_of), or None."""
     if not (view or {}).get("REDIS_SENTINELS"):
         return None
     # describe() writes an IPv6 host without its brackets
@@ -340,7 +340,11 @@ def workers_share_redis(h):
             "restarts gunicorn (settings changed without a restart)",
             by="gunicorn",
         )
-    expected_redis = {k: v for k, v in (env.get("REDIS") or {}).items() if k != "password"}
+    # A project other than app/ names no CHANNEL_LAYER_PREFIX (or REDIS_URL) in its env file: its workers
+    # must then agree with each other (the first report).
+    first = next(iter(h.reports.values()), {})
+    expected_redis = {k: v for k, v in (env.get("REDIS") or first.get("redis") or {}).items() if k != "password"}
+    prefix = env["CHANNEL_LAYER_PREFIX"] if "CHANNEL_LAYER_PREFIX" in env else first.get("channel_layer_prefix")
     sentinels = described_sentinels(env)
     # Workers on the in-memory layer use no Redis at all: the django step names them.
     off = {
@@ -349,11 +353,12 @@ def workers_share_redis(h):
         if r["channel_layer"] != MEMORY_LAYER
         and (
             {k: v for k, v in r["redis"].items() if k != "password"} != expected_redis
-            or r["channel_layer_prefix"] != env.get("CHANNEL_LAYER_PREFIX")
+            or r["channel_layer_prefix"] != prefix
             or r.get("redis_sentinel") != sentinels
         )
     }
-    layer = f"{target(env)} prefix {env.get('CHANNEL_LAYER_PREFIX')}{through(sentinels)}"
+    layer = f"{target(env) if env.get('REDIS') else target({'REDIS': first.get('redis')})} prefix {prefix}"
+    layer += through(sentinels)
     if off:
         return fail(
             f"expected {layer}; but {off}",

@@ -486,3 +486,21 @@ def test_a_handshake_that_fails_in_the_app_shows_the_exception_gunicorn_logged_d
     assert first.check == "handshake_upgrades" and first.evidence.endswith(
         "; gunicorn logged: TypeError: BaseChannelLayer.__init__() got an unexpected keyword argument 'hosts'"
     ), first.evidence
+
+
+def another_projects_env(f):
+    """The env file of a project other than app/: its own names, none of CHANNEL_LAYER_PREFIX and its kin."""
+    for env in [gunicorn(f)["env"], *gunicorn(f)["worker_env"].values()]:
+        for name in ("CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX", "REDIS_SENTINELS", "REDIS_MASTER_NAME"):
+            env.pop(name, None)
+
+
+def test_another_projects_workers_share_redis_when_they_agree_with_each_other():
+    facts = make_facts()
+    another_projects_env(facts)
+    results = {r.check: r for r in evaluate(facts)}
+    assert results["workers_share_redis"].status == "pass", results["workers_share_redis"]
+    one_report(facts, channel_layer_prefix="crm")
+    results = {r.check: r for r in evaluate(facts)}
+    assert results["workers_share_redis"].status == "fail"
+    assert "prefix crm" in results["workers_share_redis"].evidence
