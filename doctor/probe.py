@@ -22,6 +22,7 @@ import os
 import pwd
 import re
 import shlex
+import shutil
 import stat
 import subprocess
 import sys
@@ -433,10 +434,12 @@ def discover(service):
     main_pid = int(unit.get("MainPID") or 0) or (gunicorn_master() if unit.get("LoadState") == "not-found" else 0)
     argv = exec_argv(unit) if unit.get("LoadState") != "not-found" else cmdline(main_pid)
     cli = gunicorn_cli(gunicorn_args(argv) or [])
+    # Where it runs: its --chdir, else the folder it really is in (a config file's chdir, as the bundle's
+    # gunicorn.conf.py has it, moves it there from the unit's WorkingDirectory), else the unit's.
     directory = (
         cli.get("chdir")
-        or unit.get("WorkingDirectory")
         or (os.path.realpath(f"/proc/{main_pid}/cwd") if main_pid else None)
+        or unit.get("WorkingDirectory")
     )
     env_files = re.findall(r"(/\S+)", unit.get("EnvironmentFiles", ""))
     env = environ(main_pid) if main_pid and not managed() else {}
@@ -595,7 +598,14 @@ def as_app(app, argv, timeout=30, extra=None):
     folder = os.path.dirname(app.get("python") or "")
     env["PATH"] = os.pathsep.join(filter(None, [folder, env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"]))
     if app.get("user") and app["user"] != pwd.getpwuid(os.geteuid()).pw_name:
-        argv = ["runuser", "-u", app["user"], "--", *argv]
+        # Found where util-linux puts it (/usr/sbin), not on the app's PATH, which may lack it.
+        argv = [
+            shutil.which("runuser", path="/usr/sbin:/usr/bin:/sbin:/bin") or "runuser",
+            "-u",
+            app["user"],
+            "--",
+            *argv,
+        ]
     return run(argv, timeout=timeout, env=env, cwd=app.get("directory"))
 
 

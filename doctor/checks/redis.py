@@ -344,7 +344,7 @@ def workers_share_redis(h):
     # must then agree with each other (the first report).
     first = next(iter(h.reports.values()), {})
     expected_redis = {k: v for k, v in (env.get("REDIS") or first.get("redis") or {}).items() if k != "password"}
-    prefix = env["CHANNEL_LAYER_PREFIX"] if "CHANNEL_LAYER_PREFIX" in env else first.get("channel_layer_prefix")
+    prefix = env.get("CHANNEL_LAYER_PREFIX") or first.get("channel_layer_prefix")
     sentinels = described_sentinels(env)
     # Workers on the in-memory layer use no Redis at all: the django step names them.
     off = {

@@ -491,8 +491,7 @@ def test_a_handshake_that_fails_in_the_app_shows_the_exception_gunicorn_logged_d
 def another_projects_env(f):
     """The env file of a project other than app/: its own names, none of CHANNEL_LAYER_PREFIX and its kin."""
     for env in [gunicorn(f)["env"], *gunicorn(f)["worker_env"].values()]:
-        for name in ("CHANNEL_LAYER", "CHANNEL_LAYER_PREFIX", "REDIS_SENTINELS", "REDIS_MASTER_NAME"):
-            env.pop(name, None)
+        env.update(CHANNEL_LAYER=None, CHANNEL_LAYER_PREFIX=None, REDIS_SENTINELS=None, REDIS_MASTER_NAME=None)
 
 
 def test_another_projects_workers_share_redis_when_they_agree_with_each_other():
