@@ -1,6 +1,7 @@
 """Fixtures of the second project's scenario: the site as the doctor reaches it (tools/fixtures), the
 manager's token minted by the project's own function, and the note's company."""
 
+import http.client
 import shlex
 
 import pytest
@@ -20,3 +21,15 @@ def shell(host, code):
 def token(host):
     """The manager's access token, by the project's own token code (the inventory's crm_token_code)."""
     return shell(host, host.ansible.get_variables()["crm_token_code"])
+
+
+def fetch(site, method, path, body=None, headers=None):
+    """One HTTPS request to the site: (status, headers, body)."""
+    connection = http.client.HTTPSConnection(site.server_name, site.port, timeout=10)
+    connection.sock = site.connect()
+    try:
+        connection.request(method, path, body, headers or {})
+        response = connection.getresponse()
+        return response.status, response.headers, response.read()
+    finally:
+        connection.close()

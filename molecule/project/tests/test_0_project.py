@@ -4,14 +4,13 @@ uploads and Redis cache, knowing nothing of the bundle. The production checklist
 operations on it (worker reports, metrics, the per-host check), its own endpoints, and the doctor."""
 
 import asyncio
-import http.client
 import json
 import os
 import uuid
 from pathlib import Path
 
 import pytest
-from conftest import COMPANY, shell
+from conftest import COMPANY, fetch, shell
 
 from doctor.site import next_of_type, receive, request, socket_to
 from tools.fixtures import walked
@@ -99,17 +98,6 @@ def test_the_projects_endpoint_answers_and_caches_in_redis(host, site, token):
         "print(sorted(k.decode() for k in r.scan_iter('cache:*')))",
     )
     assert f"stats:{COMPANY}" in keys
-
-
-def fetch(site, method, path, body=None, headers=None):
-    connection = http.client.HTTPSConnection(site.server_name, site.port, timeout=10)
-    connection.sock = site.connect()
-    try:
-        connection.request(method, path, body, headers or {})
-        response = connection.getresponse()
-        return response.status, response.headers, response.read()
-    finally:
-        connection.close()
 
 
 def test_the_frontend_page_is_served_from_the_release(site):
