@@ -427,6 +427,14 @@ def socket_facts(path, nginx_user):
     return facts
 
 
+def cwd_of(pid):
+    """The folder a process is in, or None (no such process, or not ours to see without root)."""
+    try:
+        return os.readlink(f"/proc/{pid}/cwd") if pid else None
+    except OSError:
+        return None
+
+
 def discover(service):
     """gunicorn as it runs: its unit (or, with none of that name, the master some supervisor runs), the command
     line that starts it, its arguments, its directory, its user and the environment it has."""
@@ -436,11 +444,7 @@ def discover(service):
     cli = gunicorn_cli(gunicorn_args(argv) or [])
     # Where it runs: its --chdir, else the folder it really is in (a config file's chdir, as the bundle's
     # gunicorn.conf.py has it, moves it there from the unit's WorkingDirectory), else the unit's.
-    directory = (
-        cli.get("chdir")
-        or (os.path.realpath(f"/proc/{main_pid}/cwd") if main_pid else None)
-        or unit.get("WorkingDirectory")
-    )
+    directory = cli.get("chdir") or cwd_of(main_pid) or unit.get("WorkingDirectory")
     env_files = re.findall(r"(/\S+)", unit.get("EnvironmentFiles", ""))
     env = environ(main_pid) if main_pid and not managed() else {}
     for path in env_files:

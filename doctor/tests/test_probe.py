@@ -581,3 +581,14 @@ def test_a_failing_send_test_notification_is_reported_not_replaced(monkeypatch):
     monkeypatch.setattr(probe, "app_env", lambda service: {})
     monkeypatch.setattr(probe, "send_as_app", lambda args: pytest.fail("the note's sender replaced a failure"))
     assert probe.send({"service": "gunicorn", "company": "7"})["rc"] == 1
+
+
+def test_the_folder_of_a_process_we_may_not_see_is_none(monkeypatch):
+    """Without root, /proc/<pid>/cwd of another user's process is refused: no folder, not a traceback."""
+
+    def refused(path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(probe.os, "readlink", refused)
+    assert probe.cwd_of(4242) is None
+    assert probe.cwd_of(0) is None
