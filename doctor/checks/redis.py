@@ -357,8 +357,7 @@ def workers_share_redis(h):
             or r.get("redis_sentinel") != sentinels
         )
     }
-    layer = f"{target(env) if env.get('REDIS') else target({'REDIS': first.get('redis')})} prefix {prefix}"
-    layer += through(sentinels)
+    layer = f"{target({'REDIS': expected_redis})} prefix {prefix}{through(sentinels)}"
     if off:
         return fail(
             f"expected {layer}; but {off}",
