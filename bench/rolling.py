@@ -34,7 +34,7 @@ def app_variant(folder, mark, broken=False):
         urls.write(f"# release variant: {mark} {time.time()}\n")
     if broken:
         consumers = copy / "apps" / "cafe" / "consumers.py"
-        head = "    async def open_socket(self):\n"
+        head = "    async def hello(self):\n"
         consumers.write_text(consumers.read_text().replace(head, f"{head}        {BROKEN}  # broken on purpose\n", 1))
     return str(copy)
 

@@ -132,7 +132,8 @@ def parse_env_file(text):
 def sentinel_addresses(text):
     """REDIS_SENTINELS ("10.0.0.1:26379,[::1]:26379") -> [("10.0.0.1", 26379), ("::1", 26379)]; a ValueError
     names an item that is not host:port. The one parser of the doctor and the benchmark; the app, which cannot
-    import the doctor, has its own (core.redisconn.sentinel_addresses), kept equal by doctor/tests/test_probe.py."""
+    import the doctor, has its own (nurcrm_realtime.redisconn.sentinel_addresses), kept equal by
+    doctor/tests/test_probe.py."""
     found = []
     for item in filter(None, (part.strip() for part in (text or "").split(","))):
         address, _, port = item.rpartition(":")
@@ -740,7 +741,7 @@ def master_by_name(sentinel, password, name):
 
 def sentinels_view(env):
     """Under Sentinel (REDIS_SENTINELS), each Sentinel's answer for REDIS_MASTER_NAME and the master: the
-    first one named, as app/core/redisconn.py's clients take it. None without Sentinels."""
+    first one named, as roles/app/files/nurcrm_realtime/redisconn.py's clients take it. None without Sentinels."""
     if not env.get("REDIS_SENTINELS"):
         return None
     name, password = env.get("REDIS_MASTER_NAME", ""), env.get("REDIS_SENTINEL_PASSWORD", "")

@@ -35,6 +35,10 @@ if [[ ! -f "$stamp" ]]; then
   rm -f .venv/.requirements-*
   touch "$stamp"
 fi
+# The bundle's own packages (nurcrm_ops, nurcrm_realtime) on the virtualenv's path, as the app role puts them
+# in every release's (a .pth): app/'s manage.py, tests and local stacks import them from the checkout.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+[[ "$(cat "$site/nurcrm_bundle.pth" 2>/dev/null)" == "$PWD/roles/app/files" ]] || echo "$PWD/roles/app/files" > "$site/nurcrm_bundle.pth"
 # promtool and amtool (Debian's prometheus and prometheus-alertmanager) for the alert rules' tests, taken out of
 # the packages rather than installed, so this machine does not start a Prometheus of its own.
 if [[ ! -x .venv/bin/promtool || ! -x .venv/bin/amtool ]]; then

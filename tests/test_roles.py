@@ -145,7 +145,7 @@ def test_each_declared_value_is_of_its_options_type(role):
 
 
 # A module of app/, the reference project: another project has none of them (docs/project.md).
-APP_MODULE = re.compile(r"\b(core|apps)\.[A-Za-z_]")
+APP_MODULE = re.compile(r"(?<![\w.])(core|apps)\.[A-Za-z_]")  # not channels_redis.core
 
 
 def test_only_an_overridable_default_names_a_module_of_app():

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import dj_database_url
 
-from core import redisconn
 from core.env import Env, SettingsError
-from core.layers import BACKENDS, channel_layers
+from nurcrm_realtime import redisconn
+from nurcrm_realtime.conf import DEFAULTS as REALTIME
+from nurcrm_realtime.layers import BACKENDS, channel_layers
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
     "channels",
+    "nurcrm_realtime",
     "apps.users",
     "apps.cafe",
 ]
@@ -106,7 +108,7 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", PRODUCTION)
 
 # --- Channel layer -----------------------------------------------------------------
 # "redis-pubsub" (the default) is channels_redis's RedisPubSubChannelLayer with broadcasts
-# written straight to the sockets (core.layers, core.fanout; groups are the pub/sub channels
+# written straight to the sockets (nurcrm_realtime.layers, nurcrm_realtime.fanout; groups are the pub/sub channels
 # <prefix>__group__<name>, PUBSUB NUMSUB); "redis" is RedisChannelLayer (groups are the sorted
 # sets <prefix>:group:<name>, ZRANGE); bench/REPORT.md compares them. "memory" works in one
 # process only and exists for tests: with several workers, messages never cross between them.
@@ -114,7 +116,7 @@ CHANNEL_LAYER = env.str("CHANNEL_LAYER", "redis-pubsub")
 if CHANNEL_LAYER not in BACKENDS:
     raise SettingsError(f"CHANNEL_LAYER={CHANNEL_LAYER!r} is not one of {', '.join(BACKENDS)}")
 REDIS_URL = env.required("REDIS_URL", production=PRODUCTION, fallback="redis://127.0.0.1:6379/0")
-# Redis under Sentinel (core/redisconn.py): the Sentinels (host:port, comma-separated) and the master's
+# Redis under Sentinel (nurcrm_realtime.redisconn): the Sentinels (host:port, comma-separated) and the master's
 # name they watch; REDIS_URL then gives the user, password and database alone.
 try:
     REDIS_SENTINELS = redisconn.sentinel_addresses(env.str("REDIS_SENTINELS", ""))
@@ -143,8 +145,8 @@ except ValueError as exc:
     raise SettingsError(f"REDIS_SOCKET_TIMEOUT: {exc}") from None
 # Redis persists nothing: every worker checks this often (seconds) that it still holds the
 # layer's data, and re-adds its sockets to their groups at the rejoin interval, before
-# group_expiry drops them (core/layer_watch.py).
-CHANNEL_LAYER_WATCH_INTERVAL = env.int("CHANNEL_LAYER_WATCH_INTERVAL", 1)
+# group_expiry drops them (nurcrm_realtime.layer_watch).
+CHANNEL_LAYER_WATCH_INTERVAL = env.int("CHANNEL_LAYER_WATCH_INTERVAL", REALTIME["CHANNEL_LAYER_WATCH_INTERVAL"])
 CHANNEL_LAYER_REJOIN_INTERVAL = env.int("CHANNEL_LAYER_REJOIN_INTERVAL", CHANNEL_LAYER_GROUP_EXPIRY // 2)
 if CHANNEL_LAYER_WATCH_INTERVAL <= 0:
     raise SettingsError(f"CHANNEL_LAYER_WATCH_INTERVAL={CHANNEL_LAYER_WATCH_INTERVAL} must be at least 1 (seconds)")
@@ -159,16 +161,16 @@ if not 0 < CHANNEL_LAYER_REJOIN_INTERVAL < CHANNEL_LAYER_GROUP_EXPIRY:
 OUTBOX_RELAY_INTERVAL = env.int("OUTBOX_RELAY_INTERVAL", 1, minimum=1)
 OUTBOX_RELAY_DELAY = env.int("OUTBOX_RELAY_DELAY", 2, minimum=1)
 
-# --- Spreading sockets over the app hosts (core/balance.py) ----------------------------
+# --- Spreading sockets over the app hosts (nurcrm_realtime.balance) ----------------------------
 # This app host's name among the others (the app role sets the inventory's); the machine's name if unset.
 APP_HOST = env.str("APP_HOST", socket.gethostname())
 # Every worker says how many sockets it holds this often (seconds). A host over its share by more than
 # WS_REBALANCE_TOLERANCE percent (and one socket) closes the surplus with 1012, at most WS_REBALANCE_RATE
 # sockets a second for the whole host; a host counts once it has run WS_REBALANCE_GRACE seconds.
-WS_REBALANCE_INTERVAL = env.int("WS_REBALANCE_INTERVAL", 2, minimum=1)
-WS_REBALANCE_RATE = env.int("WS_REBALANCE_RATE", 20, minimum=1)
-WS_REBALANCE_TOLERANCE = env.int("WS_REBALANCE_TOLERANCE", 10, minimum=0)
-WS_REBALANCE_GRACE = env.int("WS_REBALANCE_GRACE", 15, minimum=0)
+WS_REBALANCE_INTERVAL = env.int("WS_REBALANCE_INTERVAL", REALTIME["WS_REBALANCE_INTERVAL"], minimum=1)
+WS_REBALANCE_RATE = env.int("WS_REBALANCE_RATE", REALTIME["WS_REBALANCE_RATE"], minimum=1)
+WS_REBALANCE_TOLERANCE = env.int("WS_REBALANCE_TOLERANCE", REALTIME["WS_REBALANCE_TOLERANCE"], minimum=0)
+WS_REBALANCE_GRACE = env.int("WS_REBALANCE_GRACE", REALTIME["WS_REBALANCE_GRACE"], minimum=0)
 
 # --- Authentication ----------------------------------------------------------------
 JWT_SIGNING_KEY = env.required("JWT_SIGNING_KEY", production=PRODUCTION, fallback=SECRET_KEY)
@@ -208,28 +210,29 @@ RELEASE = json.loads(Path(RELEASE_FILE).read_text())["id"] if RELEASE_FILE and P
 # --- WebSocket ----------------------------------------------------------------------
 # A text frame longer than this gets an error reply (the socket stays open); the ASGI
 # server's own, larger frame limit closes the socket with 1009.
-WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", 64 * 1024)
+WS_MAX_MESSAGE_BYTES = env.int("WS_MAX_MESSAGE_BYTES", REALTIME["WS_MAX_MESSAGE_BYTES"])
 # The Sec-WebSocket-Protocol name a client offers beside its token, and that the
 # server answers with: the token itself is never echoed.
 WS_AUTH_SUBPROTOCOL = "nurcrm.bearer"
 # Every worker re-reads the users of its open sockets this often (seconds, one query) and closes
 # the sockets of a user deleted, deactivated, given a new password or another company or branch
 # since the handshake; sockets are closed when their token expires (4401) and after
-# WS_MAX_LIFETIME seconds whatever the token (4408). See apps.users.ws_guard.
-WS_AUTH_RECHECK_INTERVAL = env.int("WS_AUTH_RECHECK_INTERVAL", 1, minimum=1)
-WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", 24 * 3600, minimum=1)
+# WS_MAX_LIFETIME seconds whatever the token (4408). See nurcrm_realtime.guard.
+WS_GUARD_USER_FIELDS = ("company_id", "branch_id")  # a socket is scoped to them at its handshake
+WS_AUTH_RECHECK_INTERVAL = env.int("WS_AUTH_RECHECK_INTERVAL", REALTIME["WS_AUTH_RECHECK_INTERVAL"], minimum=1)
+WS_MAX_LIFETIME = env.int("WS_MAX_LIFETIME", REALTIME["WS_MAX_LIFETIME"], minimum=1)
 # Open sockets of one user, counted over all workers; one more is closed with 4429. A load test
 # that opens thousands with one user's token sets it higher.
-WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", 50, minimum=1)
+WS_MAX_SOCKETS_PER_USER = env.int("WS_MAX_SOCKETS_PER_USER", REALTIME["WS_MAX_SOCKETS_PER_USER"], minimum=1)
 # Handshakes one worker serves at once (each reads a snapshot); one more is accepted and closed at once
 # with 1013 (try again later), so that a reconnect storm is spread by the clients' backoff instead of
 # queueing on the database until handshakes time out (docs/protocol.md).
-WS_MAX_PENDING_HANDSHAKES = env.int("WS_MAX_PENDING_HANDSHAKES", 64, minimum=1)
+WS_MAX_PENDING_HANDSHAKES = env.int("WS_MAX_PENDING_HANDSHAKES", REALTIME["WS_MAX_PENDING_HANDSHAKES"], minimum=1)
 # Client frames a socket may send: WS_MESSAGE_RATE a second on average, WS_MESSAGE_BURST at once.
 # A frame over it gets an error reply; WS_MESSAGE_FLOOD_CLOSE such frames in a row close the socket.
-WS_MESSAGE_RATE = env.int("WS_MESSAGE_RATE", 10, minimum=1)
-WS_MESSAGE_BURST = env.int("WS_MESSAGE_BURST", 20, minimum=1)
-WS_MESSAGE_FLOOD_CLOSE = env.int("WS_MESSAGE_FLOOD_CLOSE", 50, minimum=1)
+WS_MESSAGE_RATE = env.int("WS_MESSAGE_RATE", REALTIME["WS_MESSAGE_RATE"], minimum=1)
+WS_MESSAGE_BURST = env.int("WS_MESSAGE_BURST", REALTIME["WS_MESSAGE_BURST"], minimum=1)
+WS_MESSAGE_FLOOD_CLOSE = env.int("WS_MESSAGE_FLOOD_CLOSE", REALTIME["WS_MESSAGE_FLOOD_CLOSE"], minimum=1)
 
 # --- Orders ---------------------------------------------------------------------------
 # Bounds of an order's items; a larger order is a 400 naming the bound.

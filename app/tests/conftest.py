@@ -18,7 +18,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 from apps.cafe.models import Table
 from apps.users.models import Branch, Company, User
 from core.asgi import application  # imported once, here: its django.setup() reconfigures logging
-from core.layers import channel_layers
+from nurcrm_realtime.layers import channel_layers
 
 ORIGIN = b"https://app.nurcrm.kg"
 

@@ -1,4 +1,4 @@
-"""Sockets spread back over the app hosts (core.balance): the plan from a table of cases, the progress guard,
+"""Sockets spread back over the app hosts (nurcrm_realtime.balance): the plan from a table of cases, the progress guard,
 then two real hosts (gunicorn, three uvicorn workers each) on one Redis: the full one closes its surplus with
 1012 and the clients that reconnect to the empty one even them out."""
 
@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from core.balance import PAUSE_ROUNDS, STALLED_ROUNDS, Guard, Spread, Worker, heard_from, parse, plan
+from nurcrm_realtime.balance import PAUSE_ROUNDS, STALLED_ROUNDS, Guard, Spread, Worker, heard_from, parse, plan
 from tests.localstack import LocalStack
 
 RATE, INTERVAL, TOLERANCE, GRACE = 20, 2, 10, 15

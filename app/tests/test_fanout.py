@@ -1,5 +1,5 @@
 """A broadcast encoded once per worker and, with the pub/sub layer, written straight to each socket by
-the layer's reader (core.fanout): the same frames, in the same order, as through the handlers.
+the layer's reader (nurcrm_realtime.fanout): the same frames, in the same order, as through the handlers.
 
 Against a real Redis; the last test runs the real server (gunicorn, uvicorn) with a client that
 stops reading.
@@ -20,8 +20,8 @@ from apps.cafe.groups import company_group
 from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
 from apps.cafe.models import Table
 from apps.cafe.notifications import TABLE_STATUS_CHANGED, _broadcast, table_payload
-from core import fanout
-from core.layers import channel_layers
+from nurcrm_realtime import fanout
+from nurcrm_realtime.layers import channel_layers
 from tests.conftest import connect_ok, socket_to, token_for
 from tests.localstack import LocalStack
 

@@ -1,4 +1,4 @@
-"""core.httpprotocol under a real uvicorn server: a connection accepted just before a graceful shutdown, whose
+"""nurcrm_ops.httpprotocol under a real uvicorn server: a connection accepted just before a graceful shutdown, whose
 request arrives after it began, is answered; uvicorn's own protocol drops it (nginx would answer 502)."""
 
 import asyncio
@@ -36,7 +36,7 @@ async def request_across_shutdown(tmp_path, http):
 
 @pytest.mark.parametrize(
     ("http", "answered"),
-    [("core.httpprotocol:HTTPProtocol", True), ("httptools", False)],
+    [("nurcrm_ops.httpprotocol:HTTPProtocol", True), ("httptools", False)],
     ids=["ours-answers", "uvicorns-drops"],
 )
 async def test_a_request_that_arrives_as_the_worker_shuts_down(tmp_path, http, answered):

@@ -1,6 +1,6 @@
 """Redis loses the channel layer's state while sockets are open: no socket stays connected but deaf.
 
-Production Redis persists nothing, so a restart or a flush drops every group (core/layer_watch.py).
+Production Redis persists nothing, so a restart or a flush drops every group (nurcrm_realtime.layer_watch).
 Each client either keeps receiving, after a `tables_snapshot` equal to the database, or is closed
 with 1012 and gets the database's tables when it reconnects. Both layers, against a real Redis.
 """
@@ -20,8 +20,8 @@ from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
 from apps.cafe.models import Table
 from apps.cafe.notifications import table_payload
 from apps.cafe.views import send_table_status_changed_notification
-from core import layer_watch
-from core.layers import channel_layers
+from nurcrm_realtime import layer_watch
+from nurcrm_realtime.layers import channel_layers
 from tests.conftest import connect_ok, socket_to, token_for
 from tests.localstack import LocalStack
 
@@ -209,7 +209,7 @@ async def test_redis_down_is_one_warning_however_many_polls_fail(settings, resta
     consumer = Watched()
     await layer_watch.watch(consumer)
     try:
-        with caplog.at_level(logging.INFO, logger="core.layer_watch"):
+        with caplog.at_level(logging.INFO, logger="nurcrm_realtime.layer_watch"):
             restartable_redis.stop()
             await asyncio.sleep(15 * POLL)  # a failed poll takes the layer's retries, some 0.7 s
             restartable_redis.start()

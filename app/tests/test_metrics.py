@@ -1,4 +1,4 @@
-"""The app's Prometheus metrics (core.metrics), each moved by its real code path and read back the way
+"""The app's Prometheus metrics (nurcrm_realtime.metrics), each moved by its real code path and read back the way
 Prometheus reads them: through the exporter (nurcrm_ops.metrics_server) from this run's PROMETHEUS_MULTIPROC_DIR
 (tests/settings.py), parsed with prometheus_client's parser. Then the exporter as a process, and
 gunicorn with the asgi role's own config: its hooks count worker starts and drop a dead worker's sockets.
@@ -22,16 +22,17 @@ import pytest
 import yaml
 from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
-from nurcrm_ops.metrics_server import application
 from prometheus_client.parser import text_string_to_metric_families
 
 from apps.cafe import outbox
+from apps.cafe.consumers import TableStatusConsumer
 from apps.cafe.models import Table
 from apps.cafe.notifications import TABLE_STATUS_CHANGED, _broadcast, table_payload
 from apps.cafe.views import send_table_status_changed_notification
 from apps.users.models import User
-from core import fanout, metrics
-from core.layers import channel_layers
+from nurcrm_ops.metrics_server import application
+from nurcrm_realtime import fanout, metrics
+from nurcrm_realtime.layers import channel_layers
 from tests.conftest import ORIGIN, close_code, connect_ok, free_port, socket_to, token_for
 from tests.localstack import APP_DIR, OPS_PATH, LocalStack, children
 from tests.settings import METRICS_DIR
@@ -119,7 +120,7 @@ def test_every_handshake_outcome_and_company_size_is_exported_before_it_happens(
     sizes = {s.labels["company_size"] for s in samples if s.name == "nurcrm_ws_open_sockets"}
     types = {s.labels["type"] for s in samples if s.name == "nurcrm_events_broadcast_total"}
     assert outcomes == {"accepted", "4400", "4401", "4403", "4429", "1013", "origin"}
-    assert types == set(fanout.FORWARDED) == set(metrics.EVENT_TYPES)
+    assert types == set(fanout.FORWARDED) == set(TableStatusConsumer.forward_events)
     assert sizes == {"1-9", "10-49", "50+"}
     assert all("pid" in s.labels for s in samples if s.name == "nurcrm_ws_open_sockets"), "one series per worker"
 

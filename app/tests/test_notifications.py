@@ -17,7 +17,7 @@ from apps.cafe import consumers, notifications, outbox
 from apps.cafe.groups import branch_group, company_group, recipient_groups, socket_group
 from apps.cafe.models import Order, OutboxEvent, Table
 from apps.cafe.views import send_table_status_changed_notification
-from core.layers import channel_layers
+from nurcrm_realtime.layers import channel_layers
 
 COMPANY = uuid.UUID("f966441f-0938-49ed-97a7-07a503655ebc")
 BRANCH = uuid.UUID("00000000-0000-4000-8000-0000000000b1")

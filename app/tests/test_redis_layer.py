@@ -20,7 +20,7 @@ from apps.cafe.groups import company_group
 from apps.cafe.models import Table
 from apps.cafe.views import send_table_status_changed_notification
 from core.asgi import application
-from core.layers import channel_layers
+from nurcrm_realtime.layers import channel_layers
 from tests.conftest import ORIGIN, connect_ok, socket_to, token_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -160,9 +160,9 @@ async def test_a_handshake_that_fails_after_the_join_leaves_the_group(redis_laye
         assert client.pubsub_numsub(f"{prefix}__group__{group}") == [(f"{prefix}__group__{group}", 0)]
 
 
-async def test_the_internals_core_layers_relies_on_are_still_there(redis_server):
-    """core.layers subclasses channels_redis's pub/sub layer and redis-py's PubSub and uses their private names
-    (both pinned in requirements.txt): an upgrade that moves one fails here first, naming it."""
+async def test_the_internals_the_layers_rely_on_are_still_there(redis_server):
+    """nurcrm_realtime.layers subclasses channels_redis's pub/sub layer and redis-py's PubSub and uses their
+    private names (both pinned in requirements.txt): an upgrade that moves one fails here first, naming it."""
     layer = import_string(channel_layers("redis-pubsub", redis_server)["default"]["BACKEND"])(hosts=[redis_server])
     loop_layer = layer._get_layer()
     shard = loop_layer._shards[0]

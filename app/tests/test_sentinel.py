@@ -1,4 +1,4 @@
-"""Redis under Sentinel (core/redisconn.py), for real: a master, a replica and a Sentinel started here,
+"""Redis under Sentinel (nurcrm_realtime.redisconn), for real: a master, a replica and a Sentinel started here,
 a real gunicorn finding the master through the Sentinel, and a failover under a connected client."""
 
 import asyncio
@@ -9,11 +9,11 @@ import time
 
 import pytest
 import redis
-from nurcrm_ops.workerinfo import sentinel_of
 from websockets.exceptions import ConnectionClosed
 
 from apps.cafe.management.commands.seed_demo import DEMO_COMPANY_ID
-from core import redisconn
+from nurcrm_ops.workerinfo import sentinel_of
+from nurcrm_realtime import redisconn
 from tests.conftest import LAYERS, free_port
 from tests.localstack import LocalStack
 

@@ -54,7 +54,7 @@ def test_production_settings_come_from_the_environment():
     assert seen["ASGI_APPLICATION"] == "core.asgi.application"
     assert seen["ENGINE"] == "django.db.backends.postgresql"
     layer = seen["CHANNEL_LAYERS"]["default"]
-    assert layer["BACKEND"] == "core.layers.RedisPubSubChannelLayer"
+    assert layer["BACKEND"] == "nurcrm_realtime.layers.RedisPubSubChannelLayer"
     assert layer["CONFIG"] == {"hosts": [REDIS_HOST], "prefix": "asgi"}
 
 
@@ -63,7 +63,7 @@ def test_redis_layer_and_its_options_are_selectable():
         "default"
     ]
     assert layer == {
-        "BACKEND": "core.layers.RedisChannelLayer",
+        "BACKEND": "nurcrm_realtime.layers.RedisChannelLayer",
         "CONFIG": {"hosts": [REDIS_HOST], "prefix": "nur", "capacity": 100, "group_expiry": 86400},
     }
 

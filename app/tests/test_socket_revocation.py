@@ -1,4 +1,4 @@
-"""An open socket lives no longer than its token, its user and WS_MAX_LIFETIME (apps.users.ws_guard),
+"""An open socket lives no longer than its token, its user and WS_MAX_LIFETIME (nurcrm_realtime.guard),
 against the real server: gunicorn with 3 uvicorn workers on a unix socket, redis-server, SQLite, seed_demo,
 and real WebSocket clients.
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+
 from nurcrm_ops.workerinfo import redis_target, remove_report, write_report
 
 

@@ -1,4 +1,4 @@
-"""The guard of a worker's open sockets (apps.users.ws_guard) in this process: one query for all of them,
+"""The guard of a worker's open sockets (nurcrm_realtime.guard) in this process: one query for all of them,
 a change of the user's company or branch, and sockets refused over the per-user cap.
 
 The real server's closes on deactivation, deletion, password change, expiry and lifetime are in
@@ -12,8 +12,8 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from apps.users import ws_guard
 from apps.users.models import User
+from nurcrm_realtime import guard as ws_guard
 from tests.conftest import connect_ok, socket_to, token_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +70,8 @@ async def test_a_socket_is_closed_with_4401_when_its_users_branch_or_company_cha
         await connect_ok(ws)
         values = {"branch": main} if change == "branch" else {"company": other_tenant[0]}
         await database_sync_to_async(User.objects.filter(pk=user.pk).update)(**values)
-        assert await closed_with(ws) == (4401, "user's company or branch changed")
+        field = "branch_id" if change == "branch" else "company_id"
+        assert await closed_with(ws) == (4401, f"user's {field} changed")
 
 
 async def test_a_user_over_the_socket_cap_is_closed_with_4429_and_a_closed_socket_frees_its_place(tenant, settings):

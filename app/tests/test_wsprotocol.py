@@ -1,4 +1,4 @@
-"""core.wsprotocol under a real uvicorn server: the socket works, the handshake is not kept, and a worker that
+"""nurcrm_ops.wsprotocol under a real uvicorn server: the socket works, the handshake is not kept, and a worker that
 shuts down closes an open socket with 1012 and waits for the client's close frame before it drops the connection."""
 
 import asyncio
@@ -13,13 +13,13 @@ from websockets.frames import Frame
 from websockets.uri import parse_uri
 
 from core.asgi import application
-from core.wsprotocol import SHUTDOWN_CLOSE_WAIT_S, WebSocketProtocol
+from nurcrm_ops.wsprotocol import SHUTDOWN_CLOSE_WAIT_S, WebSocketProtocol
 from tests.conftest import ORIGIN, token_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
-OURS = "core.wsprotocol:WebSocketProtocol"
+OURS = "nurcrm_ops.wsprotocol:WebSocketProtocol"
 
 
 @pytest.fixture

@@ -50,11 +50,11 @@ def _parsed(parse, text):
 @pytest.mark.parametrize("text, parsed", SENTINEL_LISTS)
 def test_the_sentinel_list_is_read_as_the_app_reads_it(text, parsed):
     """One reading of REDIS_SENTINELS for the doctor and the benchmark, equal to the app's own copy."""
-    sys.path.insert(0, str(ROOT / "app"))
+    sys.path.insert(0, str(ROOT / "roles" / "app" / "files"))
     try:
-        from core.redisconn import sentinel_addresses as apps
+        from nurcrm_realtime.redisconn import sentinel_addresses as apps
     finally:
-        sys.path.remove(str(ROOT / "app"))
+        sys.path.remove(str(ROOT / "roles" / "app" / "files"))
     assert _parsed(probe.sentinel_addresses, text) == parsed == _parsed(apps, text)
 
 

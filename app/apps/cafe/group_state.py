@@ -22,7 +22,7 @@ class GroupState:
 
 
 def _redis():
-    from core import redisconn
+    from nurcrm_realtime import redisconn
 
     config = redisconn.host(
         settings.REDIS_URL, settings.REDIS_SENTINELS, settings.REDIS_MASTER_NAME, settings.REDIS_SENTINEL_PASSWORD

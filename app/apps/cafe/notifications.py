@@ -60,7 +60,7 @@ def _broadcast(event_type, company_id, branch_id, payload):
 
     Publishing never fails the caller: an event Redis does not take stays in the outbox."""
     groups = recipient_groups(company_id, branch_id)
-    # Each worker's layer encodes the frame once for all its sockets (core.fanout).
+    # Each worker's layer encodes the frame once for all its sockets (nurcrm_realtime.fanout).
     pending = outbox.record(groups, {"type": event_type, "data": payload})
     transaction.on_commit(lambda: outbox.publish(pending), robust=True)
     return groups

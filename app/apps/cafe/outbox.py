@@ -27,7 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.cafe.models import OutboxEvent
-from core import metrics
+from nurcrm_realtime import metrics
 
 logger = logging.getLogger(__name__)
 

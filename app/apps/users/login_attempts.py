@@ -23,7 +23,7 @@ from django.conf import settings
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from core import redisconn
+from nurcrm_realtime import redisconn
 
 logger = logging.getLogger(__name__)
 

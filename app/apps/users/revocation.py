@@ -4,7 +4,7 @@ That is every change made through the ORM one object at a time: the admin, forms
 then `save()`, `manage.py changepassword`. A QuerySet.update() or raw SQL bypasses save(); they are
 covered otherwise: the refresh endpoint refuses a token of an inactive user, or one whose password
 digest (the `hash_password` claim) is not the user's current one (apps.users.serializers), and
-apps.users.ws_guard closes the user's sockets. What only this module adds: a user deactivated and
+nurcrm_realtime.guard closes the user's sockets. What only this module adds: a user deactivated and
 then activated again keeps none of the refresh tokens issued before.
 """
 

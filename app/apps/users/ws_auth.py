@@ -17,7 +17,7 @@ The refusal is answered here, not by a consumer: a consumer starts a blocking ch
 receive at once, and channels_redis loses the cancellation of a receive that is only just
 starting, so every refused consumer lived on, polling Redis, and held up worker shutdown.
 
-The token is checked here once; apps.users.ws_guard keeps checking the open socket (its token's
+The token is checked here once; nurcrm_realtime.guard keeps checking the open socket (its token's
 expiry in `auth_expires`, its user against the database) and closes it when it lapses.
 """
 
@@ -34,12 +34,12 @@ from rest_framework_simplejwt.tokens import AccessToken
 from rest_framework_simplejwt.utils import get_md5_hash_password
 
 from apps.users.models import Branch
-from core import metrics
+from nurcrm_realtime import guard, metrics
 
 logger = logging.getLogger(__name__)
 
 CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
+CLOSE_UNAUTHORIZED = guard.CLOSE_UNAUTHORIZED  # 4401, also when the guard closes an open socket
 CLOSE_FORBIDDEN = 4403
 
 
@@ -61,7 +61,7 @@ def token_from_scope(scope):
 
 
 # What an open socket needs of its user, and every open socket keeps: the company and branch it is
-# scoped to, and what apps.users.ws_guard compares with the database. The other columns (names,
+# scoped to, and what nurcrm_realtime.guard compares with the database. The other columns (names,
 # e-mail, dates) and the company and branch rows would be read for nothing and held as long.
 SOCKET_USER_FIELDS = ("id", "password", "is_active", "company_id", "branch_id")
 

@@ -23,7 +23,11 @@ def test_workers_run_uvloop_httptools_and_the_lean_websocket_protocol(app_facts)
     """uvicorn's options from roles/asgi (`asgi_uvicorn`), as each running worker reports them."""
     options = [report.get("uvicorn") for report in app_facts.reports.values()]
     assert len(options) == 3
-    wanted = {"loop": "uvloop", "http": "core.httpprotocol:HTTPProtocol", "ws": "core.wsprotocol:WebSocketProtocol"}
+    wanted = {
+        "loop": "uvloop",
+        "http": "nurcrm_ops.httpprotocol:HTTPProtocol",
+        "ws": "nurcrm_ops.wsprotocol:WebSocketProtocol",
+    }
     assert all(wanted.items() <= option.items() for option in options), options
 
 

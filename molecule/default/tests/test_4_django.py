@@ -16,5 +16,5 @@ def test_the_doctors_check_passes(walk, check):
 
 def test_every_worker_reports_the_redis_channel_layer(app_facts):
     backends = {report["channel_layer"] for report in app_facts.reports.values()}
-    assert backends <= {"core.layers.RedisChannelLayer", "core.layers.RedisPubSubChannelLayer"}
+    assert backends <= {"nurcrm_realtime.layers.RedisChannelLayer", "nurcrm_realtime.layers.RedisPubSubChannelLayer"}
     assert len(app_facts.reports) == 3

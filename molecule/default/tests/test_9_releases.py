@@ -61,7 +61,7 @@ def test_a_changed_release_goes_out_by_graceful_reload_unnoticed(app, inventory,
     assert after[0] != before[0] and after[1] == before[1], (before, after)  # new release, same master
     assert figures["releases"] == {after[0]: SCREENS} and not stale, figures
     assert not figures["handshake_failures"] and set(figures["closes"]) <= {1012, 1013}, figures
-    assert not figures["event_errors"], figures  # no request dropped by a stopping worker (core.httpprotocol)
+    assert not figures["event_errors"], figures  # no request dropped by a stopping worker (nurcrm_ops.httpprotocol)
     assert figures["reconnected"] == SCREENS  # the old workers closed every socket, and each came back
 
 

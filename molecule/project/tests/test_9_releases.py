@@ -133,7 +133,7 @@ def judge(result, screens, truth, errors):
     assert set().union(*(s.closes for s in screens)) <= {1012, 1013, 1001, 1006, None}, [s.closes for s in screens]
     assert all(s.tables == truth for s in screens), [s.tables for s in screens if s.tables != truth][:3]
     # The project's own HTTP protocol is uvicorn's: a PATCH caught by a stopping worker may fail (app/'s
-    # answers it: core.httpprotocol); the screens' truth above does not depend on it.
+    # answers it: nurcrm_ops.httpprotocol); the screens' truth above does not depend on it.
     print(f"screens closed {sum(len(s.closes) for s in screens)} times; API errors during the roll: {len(errors)}")
 
 

@@ -11,11 +11,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from core import fanout, layer_watch, metrics, redisconn
+from nurcrm_realtime import fanout, layer_watch, metrics, redisconn
 
 BACKENDS = {
-    "redis": "core.layers.RedisChannelLayer",
-    "redis-pubsub": "core.layers.RedisPubSubChannelLayer",
+    "redis": "nurcrm_realtime.layers.RedisChannelLayer",
+    "redis-pubsub": "nurcrm_realtime.layers.RedisPubSubChannelLayer",
     "memory": "channels.layers.InMemoryChannelLayer",
 }
 # RedisChannelLayer waits for messages with a blocking BZPOPMIN of this many seconds.
@@ -48,7 +48,7 @@ class RedisPubSubChannelLayer(channels_redis.pubsub.RedisPubSubChannelLayer):
     """channels_redis's RedisPubSubChannelLayer, writing forwarded events straight to sockets.
 
     A consumer that calls `outlet(consumer)` gets the frames of its groups' forwarded events
-    (core.fanout.FORWARDED), encoded once per worker, written to its socket by the layer's reader;
+    (nurcrm_realtime.fanout.FORWARDED), encoded once per worker, written to its socket by the layer's reader;
     everything else still goes through the consumer's queue. Groups, channels and PUBSUB NUMSUB
     stay as they were.
     """
@@ -115,7 +115,7 @@ class _Inbox:
 
 class _ResubscribingPubSub(PubSub):
     """redis-py's PubSub, telling the layer watch each time it has to connect again: it resubscribes
-    every channel, but what was published meanwhile is lost (core.layer_watch resyncs the sockets). The
+    every channel, but what was published meanwhile is lost (nurcrm_realtime.layer_watch resyncs the sockets). The
     first connection calls no on_connect: redis-py registers it only once connected."""
 
     def __init__(self, connection_pool, layer):
@@ -172,7 +172,7 @@ def channel_layers(
     sentinel_password="",
 ):
     """CHANNEL_LAYERS for `backend` ("redis", "redis-pubsub" or "memory"), on REDIS_URL or on the
-    master the Sentinels name (core.redisconn). One host for every app host: channels_redis shards
+    master the Sentinels name (nurcrm_realtime.redisconn). One host for every app host: channels_redis shards
     by position in the hosts list, so every app host must be given the same one.
 
     redis-py 8 reads with a 5 s socket timeout by default: with it, every consumer whose

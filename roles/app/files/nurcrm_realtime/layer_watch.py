@@ -18,7 +18,7 @@ One watcher per event loop (a worker process has one) runs while the loop has co
   * the watcher's own connection had to be made again: Redis went away or restarted, a failover moved
     the master (the Sentinels disconnect the clients of a demoted one), the network broke;
   * with the pub/sub layer, its subscription connection had to be made again (`interrupted()`, from
-    core.layers): what was published meanwhile is lost.
+    nurcrm_realtime.layers): what was published meanwhile is lost.
   The reset waits, with the pub/sub layer, until PUBSUB NUMSUB shows the consumer's channel subscribed
   again (a reset published before that would be lost too), so the snapshot is read after the worker
   receives the group's events again: nothing falls between the two. Only an outage longer than the
@@ -27,8 +27,8 @@ One watcher per event loop (a worker process has one) runs while the loop has co
   re-adds itself, before group_expiry drops it.
 
 Both travel through the layer to the consumer's own channel, so the consumer handles them in its
-dispatch order: between two events, never alongside one. The events' senders lose nothing meanwhile
-(apps.cafe.outbox); the client drops an event older than what it shows (docs/protocol.md).
+dispatch order: between two events, never alongside one. What the events' senders keep meanwhile is theirs
+(the reference project keeps an outbox); its client drops an event older than what it shows (docs/protocol.md).
 
 Redis unreachable: one warning, the polls go on, the worker never stops for it.
 """
@@ -42,11 +42,10 @@ import uuid
 from channels.exceptions import ChannelFull
 from channels_redis.pubsub import RedisPubSubChannelLayer
 from channels_redis.utils import create_pool, decode_hosts
-from django.conf import settings
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core import metrics
+from nurcrm_realtime import conf, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -61,12 +60,12 @@ async def watch(consumer):
 
     Called before the consumer joins its group: a loss between joining and the first poll,
     which only plants the sentinel, would go unseen."""
-    config = settings.CHANNEL_LAYERS[consumer.channel_layer_alias].get("CONFIG", {})
+    config = conf.layer_config(consumer.channel_layer_alias)
     if not config.get("hosts"):
         return  # the in-memory layer: nothing outside this process to lose
     key = (asyncio.get_running_loop(), consumer.channel_layer)
     if key not in _watches:
-        host = decode_hosts(config["hosts"])[0]  # core.layers configures one Redis
+        host = decode_hosts(config["hosts"])[0]  # nurcrm_realtime.layers configures one Redis
         _watches[key] = LayerWatch(consumer.channel_layer, host, config.get("prefix", "asgi"))
     watcher = _watches[key]
     watcher.consumers.add(consumer)
@@ -74,7 +73,7 @@ async def watch(consumer):
 
 
 def interrupted(layer):
-    """The link of this loop's `layer` to Redis was made again (core.layers): its consumers resync."""
+    """The link of this loop's `layer` to Redis was made again (nurcrm_realtime.layers): its consumers resync."""
     watcher = _watches.get((asyncio.get_running_loop(), layer))
     if watcher is not None:
         watcher.interrupted = "the layer's subscription was made again"
@@ -96,8 +95,8 @@ def forget(consumer):
 class LayerWatch:
     def __init__(self, layer, host, prefix):
         self.layer = layer
-        self.interval = settings.CHANNEL_LAYER_WATCH_INTERVAL
-        self.rejoin_every = settings.CHANNEL_LAYER_REJOIN_INTERVAL
+        self.interval = conf.CHANNEL_LAYER_WATCH_INTERVAL
+        self.rejoin_every = conf.CHANNEL_LAYER_REJOIN_INTERVAL
         # The layer's own connection settings (address, timeouts, retries): the same Redis and database.
         # One connection, of its own: making it again is an interruption (`reconnected`).
         self.redis = aioredis.Redis(connection_pool=create_pool(host), single_connection_client=True)

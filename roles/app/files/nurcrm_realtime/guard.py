@@ -1,14 +1,17 @@
 """Each worker's watch over its open sockets' right to stay open: one task per event loop, no task
 or timer per socket.
 
-apps.users.ws_auth checks a socket's token and user once, at the handshake. From then on a guard
+The project's middleware checks a socket's token and user once, at the handshake, and puts the user
+in the scope (`scope["user"]`) with the token's expiry (`scope["auth_expires"]`, a Unix time; without
+it only the lifetime applies). From then on a guard
 per event loop (a worker has one) runs while the loop has sockets, every WS_AUTH_RECHECK_INTERVAL
 seconds (1):
 
 - A socket whose token has expired is closed with 4401; its client reconnects with a fresh token.
 - A socket open for WS_MAX_LIFETIME seconds is closed with 4408, whatever its token.
 - The users of all its sockets are read in ONE query. A socket is closed with 4401 when its user
-  is gone, inactive, or has another password hash, company or branch than the socket saw at the
+  is gone, inactive, or has another password hash, or another value of a field named in
+  WS_GUARD_USER_FIELDS (the reference project: its company and branch), than the socket saw at the
   handshake. The database is the witness, so a change made any way (the admin, save(),
   QuerySet.update(), raw SQL, another program) closes the user's sockets within a second or two;
   a model signal would miss all but the first two.
@@ -27,19 +30,19 @@ lifetime still close them), the polls go on.
 import asyncio
 import collections
 import logging
+import math
 import time
 
 from channels.db import database_sync_to_async
 from channels_redis.utils import decode_hosts
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from redis import asyncio as aioredis
 
-from apps.users.ws_auth import CLOSE_UNAUTHORIZED
-from core import metrics, redisconn
+from nurcrm_realtime import conf, metrics, redisconn
 
 logger = logging.getLogger(__name__)
 
+CLOSE_UNAUTHORIZED = 4401  # the token expired, or the user lapsed: reconnect with a fresh token
 CLOSE_LIFETIME = 4408  # open for WS_MAX_LIFETIME: reconnect
 CLOSE_TOO_MANY_SOCKETS = 4429  # the user has WS_MAX_SOCKETS_PER_USER open already
 REASONS = {CLOSE_UNAUTHORIZED: "token expired", CLOSE_LIFETIME: "socket lifetime reached"}
@@ -62,8 +65,8 @@ async def admit(consumer):
     finally:
         guard.busy -= 1
     if admitted:
-        lifetime_ends = time.time() + settings.WS_MAX_LIFETIME
-        expires = consumer.scope["auth_expires"]
+        lifetime_ends = time.time() + conf.WS_MAX_LIFETIME
+        expires = consumer.scope.get("auth_expires", math.inf)
         consumer.closes_at, consumer.close_code = (
             (expires, CLOSE_UNAUTHORIZED) if expires <= lifetime_ends else (lifetime_ends, CLOSE_LIFETIME)
         )
@@ -88,12 +91,9 @@ async def forget(consumer):
 
 @database_sync_to_async
 def _users(ids):
-    """{id: (is_active, password, company_id, branch_id)} of the users that still exist."""
-    rows = (
-        get_user_model()
-        .objects.filter(pk__in=ids)
-        .values_list("pk", "is_active", "password", "company_id", "branch_id")
-    )
+    """{id: (is_active, password, *WS_GUARD_USER_FIELDS)} of the users that still exist."""
+    fields = ("pk", "is_active", "password", *conf.WS_GUARD_USER_FIELDS)
+    rows = get_user_model().objects.filter(pk__in=ids).values_list(*fields)
     return {pk: rest for pk, *rest in rows}
 
 
@@ -101,20 +101,22 @@ def _lapsed(user, row):
     """Why a socket of `user` (as loaded at its handshake) may no longer stay open, or None."""
     if row is None:
         return "user deleted"
-    is_active, password, company_id, branch_id = row
+    is_active, password, *fields = row
     if not is_active:
         return "user deactivated"
     if password != user.password:
         return "password changed"
-    if (company_id, branch_id) != (user.company_id, user.branch_id):
-        return "user's company or branch changed"
+    names = conf.WS_GUARD_USER_FIELDS
+    changed = [name for name, value in zip(names, fields, strict=True) if value != getattr(user, name)]
+    if changed:
+        return f"user's {' and '.join(changed)} changed"
     return None
 
 
 class Guard:
     def __init__(self, consumer):
         self.loop = asyncio.get_running_loop()
-        self.interval = settings.WS_AUTH_RECHECK_INTERVAL
+        self.interval = conf.WS_AUTH_RECHECK_INTERVAL
         self.sockets = set()
         self.busy = 0  # admissions and releases under way
         self.count = _count_for(consumer)
@@ -193,7 +195,7 @@ class Guard:
 
 
 def _count_for(consumer):
-    config = settings.CHANNEL_LAYERS[consumer.channel_layer_alias].get("CONFIG", {})
+    config = conf.layer_config(consumer.channel_layer_alias)
     if not config.get("hosts"):
         return LocalCount()
     return RedisCount(decode_hosts(config["hosts"])[0], config.get("prefix", "asgi"))
@@ -206,7 +208,7 @@ class LocalCount:
         self.open = collections.Counter()
 
     async def admit(self, user_id, channel):
-        if self.open[user_id] >= settings.WS_MAX_SOCKETS_PER_USER:
+        if self.open[user_id] >= conf.WS_MAX_SOCKETS_PER_USER:
             return False
         self.open[user_id] += 1
         return True
@@ -257,7 +259,7 @@ class RedisCount:
     """Every worker's sockets, counted in the channel layer's Redis."""
 
     def __init__(self, host, prefix):
-        # The layer's own connection settings (address, timeouts, retries), as core.layer_watch, but
+        # The layer's own connection settings (address, timeouts, retries), as nurcrm_realtime.layer_watch, but
         # a few connections, waited for: a burst of handshakes would open one each, and keep them all.
         pool = redisconn.async_pool(host, blocking=True, max_connections=POOL_SIZE)
         self.redis = aioredis.Redis(connection_pool=pool)
@@ -267,7 +269,7 @@ class RedisCount:
         self.warned = False
 
     async def admit(self, user_id, channel):
-        key, limit = f"{self.prefix}{user_id}", settings.WS_MAX_SOCKETS_PER_USER
+        key, limit = f"{self.prefix}{user_id}", conf.WS_MAX_SOCKETS_PER_USER
         try:
             return bool(await self.admit_script(keys=[key], args=[channel, limit, COUNT_TTL]))
         except Exception as exc:

@@ -1,4 +1,4 @@
-"""The app's Prometheus metrics, each declared once here; the code paths that move them import this module.
+"""The realtime app's Prometheus metrics, each declared once here; the code paths that move them import this module.
 
 Under gunicorn every worker is a process of its own: the unit sets PROMETHEUS_MULTIPROC_DIR, and
 prometheus_client's multiprocess mode keeps each worker's values in files there, which the exporter
@@ -12,12 +12,11 @@ Labels never carry an id: a company is only its size bucket.
 
 from prometheus_client import Counter, Gauge, Histogram
 
-# The handshake's outcomes: accepted, or the close code it got (apps.users.ws_auth: 4400/4401/4403;
-# apps.cafe.consumers: 4429, 1013), or refused by the Origin check (core.asgi).
+# The handshake's outcomes: accepted, or the close code it got (the project's authentication: 4400/4401/4403;
+# nurcrm_realtime.consumer: 4429, 1013), or refused by the Origin check (nurcrm_realtime.asgi).
 OUTCOMES = ("accepted", "4400", "4401", "4403", "4429", "1013", "origin")
 COMPANY_SIZES = ("1-9", "10-49", "50+")
 REDIS_ERROR_PLACES = ("layer_watch", "consumer", "broadcast", "ws_guard")
-EVENT_TYPES = ("table_status_changed", "order_created", "order_updated")  # apps.cafe.notifications' events
 
 OPEN_SOCKETS = Gauge(
     "nurcrm_ws_open_sockets",
@@ -39,7 +38,8 @@ EVENTS_RELAYED = Counter(
     "nurcrm_events_relayed", "Events the outbox relay published because Redis refused them at their commit."
 )
 REBALANCE_CLOSES = Counter(
-    "nurcrm_ws_rebalance_closes", "Sockets closed with 1012 to move them to an app host holding fewer (core.balance)."
+    "nurcrm_ws_rebalance_closes",
+    "Sockets closed with 1012 to move them to an app host holding fewer (nurcrm_realtime.balance).",
 )
 REDIS_ERRORS = Counter("nurcrm_redis_errors", "Redis commands that failed, by where.", ["where"])
 SNAPSHOT_SECONDS = Histogram(
@@ -55,8 +55,6 @@ for _size in COMPANY_SIZES:
     OPEN_SOCKETS.labels(company_size=_size)
 for _where in REDIS_ERROR_PLACES:
     REDIS_ERRORS.labels(where=_where)
-for _type in EVENT_TYPES:
-    EVENTS_BROADCAST.labels(type=_type)
 
 
 def company_size(tables):

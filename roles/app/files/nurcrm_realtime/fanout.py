@@ -7,7 +7,7 @@ bookkeeping per socket, repeated for each socket (bench/: at 3,000 sockets and 5
 second it was most of two cores).
 
 Here a socket that wants its group's broadcasts straight registers an `Outlet` with the layer
-(core.layers.RedisPubSubChannelLayer). The layer decodes a group message once; when it is an event
+(nurcrm_realtime.layers.RedisPubSubChannelLayer). The layer decodes a group message once; when it is an event
 the consumer only forwards (FORWARDED), it encodes the event's frame once, for every member, and
 writes it to each registered member's socket at once, from the layer's reader, without waking the
 consumer. Whoever sent the event (the app's notifications, an operator's shell, any other code)
@@ -32,13 +32,14 @@ import json
 import logging
 import types
 
-from core import metrics
+from nurcrm_realtime import metrics
 
 logger = logging.getLogger(__name__)
 
 BACKLOG = 100  # as RedisChannelLayer's channel capacity
-# The events apps.cafe.consumers only forwards, each as {"type": <type>, "data": <data>}.
-FORWARDED = frozenset({"table_status_changed", "order_created", "order_updated"})
+# The events the consumers of this process only forward, each as {"type": <type>, "data": <data>}: what
+# their classes name in `forward_events` (nurcrm_realtime.consumer).
+FORWARDED = set()
 
 
 def frame(message):

@@ -2,7 +2,7 @@
 
 nginx sends a new socket to the app host with the fewest (least_conn), but an open socket stays where
 it is: after a host is rolled, restarted or added, the others keep what they took meanwhile. So every
-worker (core.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
+worker (nurcrm_realtime.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERVAL seconds:
 
 - writes its open sockets to the Redis hash `<prefix>:nurcrm:sockets`, field "<host> <pid>", value
   "<sockets> <seen> <started>" (Redis's own clock, the same for every host), and reads every worker's;
@@ -32,10 +32,9 @@ import random
 from dataclasses import dataclass
 
 from channels_redis.utils import create_pool, decode_hosts
-from django.conf import settings
 from redis import asyncio as aioredis
 
-from core import metrics
+from nurcrm_realtime import conf, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ STALE_ROUNDS = 3  # a worker not seen for this many intervals is gone
 STALLED_ROUNDS = 4
 PAUSE_ROUNDS = 30
 
-_sockets = set()  # this process's open sockets (apps.cafe.consumers adds and removes them)
+_sockets = set()  # this process's open sockets (nurcrm_realtime.consumer adds and removes them)
 
 
 def opened(consumer):
@@ -173,13 +172,13 @@ class Guard:
 
 class Balancer:
     def __init__(self, host):
-        self.interval = settings.WS_REBALANCE_INTERVAL
+        self.interval = conf.WS_REBALANCE_INTERVAL
         self.redis = aioredis.Redis(connection_pool=create_pool(host))
-        self.key = f"{settings.CHANNEL_LAYER_PREFIX}:nurcrm:sockets"
-        self.field = f"{settings.APP_HOST} {os.getpid()}"
+        self.key = f"{conf.prefix()}:nurcrm:sockets"
+        self.field = f"{conf.APP_HOST} {os.getpid()}"
         self.started = None
         self.heard = {}  # each host's latest `seen` at the last round
-        self.guard = Guard(settings.APP_HOST, self.interval)
+        self.guard = Guard(conf.APP_HOST, self.interval)
         self.closing = None  # the task closing this round's sockets
         self.unreachable = False
 
@@ -188,7 +187,7 @@ class Balancer:
         seconds, micros = await self.redis.time()
         now = seconds + micros / 1e6
         self.started = self.started or now
-        me = Worker(settings.APP_HOST, os.getpid(), len(_sockets), now, self.started)
+        me = Worker(conf.APP_HOST, os.getpid(), len(_sockets), now, self.started)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.key, self.field, f"{me.sockets} {me.seen} {me.started}")
             pipe.expire(self.key, STALE_ROUNDS * 10 * self.interval)
@@ -206,9 +205,9 @@ class Balancer:
             me,
             now,
             self.interval,
-            settings.WS_REBALANCE_RATE,
-            settings.WS_REBALANCE_TOLERANCE,
-            settings.WS_REBALANCE_GRACE,
+            conf.WS_REBALANCE_RATE,
+            conf.WS_REBALANCE_TOLERANCE,
+            conf.WS_REBALANCE_GRACE,
         )
         count = self.guard.allow(spread)
         if count:
@@ -257,8 +256,8 @@ class Balancer:
 
 
 async def run():
-    """Each worker's part, from its start to its end (core.asgi's lifespan)."""
-    config = settings.CHANNEL_LAYERS["default"].get("CONFIG", {})
+    """Each worker's part, from its start to its end (nurcrm_realtime.asgi's lifespan)."""
+    config = conf.layer_config("default")
     if not config.get("hosts"):
         return  # the in-memory layer: one process, nothing to spread
     await Balancer(decode_hosts(config["hosts"])[0]).run()
