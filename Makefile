@@ -23,8 +23,8 @@ doctor: setup
 test: lint test-app test-roles test-doctor test-bench test-molecule test-handbuilt test-project test-production test-cluster
 
 lint: setup
-	ruff check app tools molecule doctor bench tests roles/app/files
-	ruff format --check app tools molecule doctor bench tests roles/app/files
+	ruff check app tools molecule doctor bench tests roles/app/files roles/takeover/files
+	ruff format --check app tools molecule doctor bench tests roles/app/files roles/takeover/files
 	yamllint --strict .
 	ansible-lint --offline
 

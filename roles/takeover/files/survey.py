@@ -1,0 +1,339 @@
+#!/usr/bin/python3
+"""What on this host was made by hand, and what a run of the bundle would do to it (roles/takeover).
+
+Run as root by the takeover role on a host without the bundle's marker, before any change: everything it
+finds is the operator's. It reads and never writes. It prints one JSON object, {"findings": [...]}, each
+finding with its layer, the thing, what was found, what the run would do to it, and `paths`: what the
+takeover's backup must hold to put the thing back. Standard library only: it runs on a bare Debian host
+with its own python3. The bundle's settings come as arguments (no secret among them).
+"""
+
+import argparse
+import glob
+import json
+import os
+import pwd
+import re
+import shutil
+import subprocess
+
+# What Debian's packages put there, which a run may replace or remove without losing anything of the operator's.
+SKELETON = {".bashrc", ".profile", ".bash_logout", ".cache", ".ssh", ".bash_history", ".lesshst", ".wget-hsts"}
+APP_SERVERS = re.compile(r"\b(gunicorn|uvicorn|daphne|hypercorn|uwsgi|manage\.py\s+runserver)\b")
+NOLOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false")
+SYSTEM_DATABASES = {"postgres", "template0", "template1"}
+
+
+def run(argv, timeout=15, env=None):
+    """(exit code, stdout) of a program; (127, "") when it is not installed, (124, "") when it hangs."""
+    if not shutil.which(argv[0]) and not os.path.exists(argv[0]):
+        return 127, ""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return 124, ""
+    return done.returncode, done.stdout
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return ""
+
+
+def finding(layer, thing, found, action, paths=(), **backup):
+    """One thing found; `backup` names what the backup takes beside its paths (a database, Redis's data)."""
+    line = f"{layer}: {thing}: {found} -> {action}"
+    return {"layer": layer, "thing": thing, "found": found, "action": action, "paths": sorted(set(paths)),
+            "line": line, **backup}  # fmt: skip
+
+
+# --- The app user's home and its shell -------------------------------------------------------------------
+def home_findings(user, home, removed, kept):
+    """Code, virtualenvs, env files and anything else of the operator's in the app user's home."""
+    found = []
+    try:
+        entries = sorted(os.listdir(home))
+    except OSError:
+        entries = []
+    for name in entries:
+        path = os.path.join(home, name)
+        if name in kept or (name in SKELETON and name not in removed):
+            continue
+        if name in SKELETON and not os.path.islink(path) and read(path) == read(os.path.join("/etc/skel", name)):
+            continue  # Debian's own copy: nothing of the operator's in it
+        what = describe_home_entry(path)
+        action = "removed by the app role" if name in removed else "kept (the bundle's release does not use it)"
+        found.append(finding("app", path, what, action, [path]))
+    try:
+        shell = pwd.getpwnam(user).pw_shell
+    except KeyError:
+        shell = None
+    if shell and shell not in NOLOGIN:
+        found.append(finding("app", f"user {user}", f"logs in with {shell}", "its shell set to /usr/sbin/nologin"))
+    return found
+
+
+def describe_home_entry(path):
+    if os.path.islink(path):
+        return f"a link to {os.readlink(path)}"
+    if not os.path.isdir(path):
+        return "a .env file (the running app's secrets)" if path.endswith(".env") else "a file"
+    parts = []
+    if os.path.exists(os.path.join(path, "pyvenv.cfg")):
+        parts.append("a virtualenv")
+    if glob.glob(os.path.join(path, "manage.py")) or glob.glob(os.path.join(path, "*", "manage.py")):
+        parts.append("a Django project")
+    if glob.glob(os.path.join(path, ".env")) or glob.glob(os.path.join(path, "*", ".env")):
+        parts.append("with a .env (the running app's secrets)")
+    if glob.glob(os.path.join(path, "media")) or glob.glob(os.path.join(path, "*", "media")):
+        parts.append("with uploads (media/)")
+    return " ".join(parts) if parts else "a folder"
+
+
+# --- Units and supervisor programs ----------------------------------------------------------------------
+def unit_findings(service, units="/etc/systemd/system", supervisor="/etc/supervisor/conf.d"):
+    found = []
+    for path in sorted(glob.glob(f"{units}/*.service")):
+        text = read(path)
+        name = os.path.basename(path)
+        if name == f"{service}.service":
+            found.append(
+                finding(
+                    "asgi",
+                    path,
+                    f"a unit of its own ({first_exec(text)})",
+                    "replaced by the bundle's unit; the process it runs is restarted as the bundle's gunicorn",
+                    [path, *dropins(path)],
+                )
+            )
+        elif APP_SERVERS.search(first_exec(text)):
+            found.append(
+                finding(
+                    "asgi",
+                    path,
+                    f"an app server ({first_exec(text)})",
+                    "left running beside the bundle's gunicorn: stop it, or name it asgi_service_name",
+                    [path, *dropins(path)],
+                )
+            )
+    for path in sorted(glob.glob(f"{supervisor}/*.conf")):
+        text = read(path)
+        for program in re.findall(r"^\[program:([^\]]+)\]", text, re.M):
+            found.append(
+                finding(
+                    "asgi",
+                    path,
+                    f"supervisor program {program}",
+                    "left running beside the bundle's gunicorn: stop it before the takeover",
+                    [path],
+                )
+            )
+    return found
+
+
+def first_exec(text):
+    match = re.search(r"^ExecStart=(.*)$", text, re.M)
+    return match[1].strip()[:160] if match else "no ExecStart"
+
+
+def dropins(path):
+    return sorted(glob.glob(path + ".d/*.conf"))
+
+
+# --- nginx -----------------------------------------------------------------------------------------------
+def nginx_findings(domain, site_file, nginx="/etc/nginx"):
+    found = []
+    for path in sorted(glob.glob(f"{nginx}/sites-enabled/*") + glob.glob(f"{nginx}/conf.d/*.conf")):
+        target = os.path.realpath(path)
+        text = read(target)
+        names = {name for names in re.findall(r"server_name\s+([^;]+);", text) for name in names.split()}
+        locations = [" ".join(spec.split()) for spec in re.findall(r"location\s+([^{]+)\{", text)]
+        defaults = sorted(set(re.findall(r"listen\s+([^;]*?)\s+default_server", text)))
+        paths = sorted({path, target})
+        if (
+            os.path.basename(path) == "default"
+            and target == "/etc/nginx/sites-available/default"
+            and is_debians(target)
+        ):
+            found.append(finding("nginx", path, "Debian's default site", "taken out of sites-enabled", [path]))
+            continue
+        if os.path.abspath(path) == site_file:
+            found.append(
+                finding("nginx", path, "a site in the bundle's file", "overwritten by the bundle's site", paths)
+            )
+            continue
+        serves = domain in names
+        if serves or defaults:
+            what = f"a site for {', '.join(sorted(names)) or 'any name'}"
+            if locations:
+                what += f" with locations {', '.join(locations)}"
+            if serves:
+                action = (
+                    f"shadowed by the bundle's server for {domain} (conf.d is read first): "
+                    "only /ws/, /static/, /media/, /api/auth/token/ and / would answer"
+                )
+            else:
+                action = f"kept, but its default_server ({', '.join(defaults)}) clashes with the bundle's"
+            found.append(finding("nginx", path, what, action, paths))
+    return found
+
+
+def is_debians(path):
+    """Whether Debian's default site is as the package left it (dpkg's checksum of the conffile)."""
+    code, out = run(["dpkg-query", "-W", "-f=${Conffiles}", "nginx-common"])
+    if code != 0:
+        return False
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == path:
+            code, digest = run(["md5sum", path])
+            return code == 0 and digest.split()[0] == parts[1]
+    return False
+
+
+# --- Redis -----------------------------------------------------------------------------------------------
+def redis_findings(port, layer_prefix):
+    conf = "/etc/redis/redis.conf"
+    text = read(conf)
+    if not text:
+        return []
+    paths = [conf, *glob.glob("/etc/redis/*.acl"), *glob.glob("/etc/redis/users.acl")]
+    found = [
+        finding(
+            "redis",
+            conf,
+            "Redis configured by hand" + (" with a password" if re.search(r"^\s*requirepass\s", text, re.M) else ""),
+            "rewritten: only the bundle's ACL users may connect; any other client gets NOAUTH",
+            paths,
+        )
+    ]
+    code, info = run(["redis-cli", "-p", str(port), "--no-auth-warning", "INFO", "keyspace"], timeout=5)
+    if code != 0 or "NOAUTH" in info or "ERR" in info[:10]:
+        found.append(
+            finding("redis", "Redis data", "not readable without its password", "kept (its dump is backed up)")
+        )
+        return found
+    keys = sum(int(n) for n in re.findall(r"keys=(\d+)", info))
+    code, sample = run(["redis-cli", "-p", str(port), "--scan", "--count", "1000"], timeout=10)
+    others = sorted({key.split(":")[0] for key in sample.splitlines() if not key.startswith(layer_prefix)})
+    code, clients = run(["redis-cli", "-p", str(port), "CLIENT", "LIST"], timeout=5)
+    count = max(0, len(clients.splitlines()) - 1)  # without this survey's own connection
+    if keys or count:
+        what = f"{keys} keys" + (f" ({', '.join(others[:5])}… beyond the channel layer's)" if others else "")
+        what += f", {count} other clients connected"
+        found.append(
+            finding(
+                "redis",
+                "Redis data and clients",
+                what,
+                "clients other than the app's are refused (NOAUTH) once the ACL is in place",
+                redis_port=port,
+            )
+        )
+    return found
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------------
+def psql(sql):
+    code, out = run(["runuser", "-u", "postgres", "--", "psql", "-AtXc", sql], timeout=10)
+    return out.splitlines() if code == 0 else None
+
+
+def postgresql_findings(database, db_user):
+    databases = psql("SELECT datname FROM pg_database")
+    if databases is None:
+        return []
+    found = []
+    for name in sorted(set(databases) - SYSTEM_DATABASES):
+        if name == database:
+            action = "kept: the release's migrations run on it"
+        else:
+            action = (
+                f"left as is, but the app is pointed at database {database} instead "
+                f"(set postgresql_database: {name} to keep using it)"
+            )
+        found.append(
+            finding("postgresql", f"database {name}", "a database with the operator's rows", action, database=name)
+        )
+    roles = psql("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' AND rolname <> 'postgres'") or []
+    for name in sorted(roles):
+        action = "its password reset to the vault's" if name == db_user else "kept"
+        found.append(finding("postgresql", f"role {name}", "a database role made by hand", action))
+    conf = sorted(glob.glob("/etc/postgresql/*/main/postgresql.conf"))
+    if found and conf:
+        found.append(
+            finding(
+                "postgresql",
+                conf[0],
+                "the server's configuration",
+                "listen_addresses set by the bundle and the server restarted",
+                [*conf, *glob.glob("/etc/postgresql/*/main/pg_hba.conf")],
+            )
+        )
+    return found
+
+
+# --- SSH -------------------------------------------------------------------------------------------------
+def ssh_findings():
+    code, out = run(["sshd", "-T"], timeout=5)
+    if code != 0:
+        code, out = run(["/usr/sbin/sshd", "-T"], timeout=5)
+    if code != 0:
+        return []
+    settings = dict(line.split(None, 1) for line in out.splitlines() if " " in line)
+    used = []
+    if settings.get("permitrootlogin", "no") != "no":
+        used.append(f"root (PermitRootLogin {settings['permitrootlogin']})")
+    if settings.get("passwordauthentication") == "yes":
+        used.append("passwords")
+    if not used:
+        return []
+    return [
+        finding(
+            "ssh",
+            "sshd",
+            "logins allowed: " + ", ".join(used),
+            "unchanged by site.yml; playbooks/bootstrap.yml turns them off",
+            ["/etc/ssh/sshd_config", *glob.glob("/etc/ssh/sshd_config.d/*.conf")],
+        )
+    ]
+
+
+def survey(args):
+    groups = set(args.groups.split(","))
+    found = []
+    if "app" in groups:
+        found += home_findings(args.app_user, args.app_home, set(args.removed.split(",")), set(args.kept.split(",")))
+        found += unit_findings(args.service)
+    if "web" in groups:
+        found += nginx_findings(args.domain, args.site_file)
+    if "redis" in groups:
+        found += redis_findings(args.redis_port, args.layer_prefix)
+    if "db" in groups:
+        found += postgresql_findings(args.database, args.db_user)
+    found += ssh_findings()
+    return {"findings": found}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", default="")
+    parser.add_argument("--app-user", default="nur")
+    parser.add_argument("--app-home", default="/home/nur")
+    parser.add_argument("--removed", default="", help="names in the home the app role removes, comma-separated")
+    parser.add_argument("--kept", default="", help="names in the home the bundle makes itself")
+    parser.add_argument("--service", default="gunicorn")
+    parser.add_argument("--domain", default="")
+    parser.add_argument("--site-file", default="/etc/nginx/conf.d/nurcrm.conf")
+    parser.add_argument("--redis-port", type=int, default=6379)
+    parser.add_argument("--layer-prefix", default="asgi")
+    parser.add_argument("--database", default="nurcrm")
+    parser.add_argument("--db-user", default="nur")
+    print(json.dumps(survey(parser.parse_args())))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The takeover's survey and backup (roles/takeover/files), on folders of this machine laid out as a server set up
+by hand: what the survey reports and what it leaves alone, and a backup that puts back exactly what it found.
+The scenario proves both on a real hand-built server (molecule/handbuilt/tests/test_2_takeover.py)."""
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ROOT / "roles" / "takeover" / "files"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(f"takeover_{name}", FILES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+survey = load("survey")
+backup = load("backup")
+
+
+def write(path, text=""):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def by_thing(found):
+    return {Path(item["thing"]).name if item["thing"].startswith("/") else item["thing"]: item for item in found}
+
+
+def test_the_code_venv_and_env_in_the_app_users_home_are_found_with_what_the_app_role_does_to_them(tmp_path):
+    home = tmp_path / "nur"
+    write(home / "app" / "manage.py")
+    write(home / "app" / ".env", "SECRET_KEY=x\n")
+    write(home / "app" / "media" / "menu" / "plov.jpg")
+    write(home / "venv" / "pyvenv.cfg")
+    write(home / "notes.txt")
+    write(home / "asgi.sock")
+    found = by_thing(survey.home_findings("nobody-such-user", str(home), {"app", "venv"}, {"asgi.sock"}))
+    assert set(found) == {"app", "venv", "notes.txt"}
+    assert found["app"]["found"] == "a Django project with a .env (the running app's secrets) with uploads (media/)"
+    assert found["app"]["action"] == "removed by the app role" == found["venv"]["action"]
+    assert found["venv"]["found"] == "a virtualenv"
+    assert found["notes.txt"]["action"] == "kept (the bundle's release does not use it)"
+    assert found["app"]["paths"] == [str(home / "app")]
+    assert found["app"]["line"].startswith(f"app: {home / 'app'}: a Django project")
+
+
+def test_debians_own_shell_files_are_not_the_operators_but_edited_ones_are(tmp_path):
+    skel = Path("/etc/skel/.bashrc")
+    if not skel.is_file():
+        pytest.skip("this machine has no /etc/skel/.bashrc")
+    home = tmp_path / "nur"
+    write(home / ".bashrc", skel.read_text())
+    assert survey.home_findings("nobody-such-user", str(home), {".bashrc"}, set()) == []
+    write(home / ".bashrc", skel.read_text() + "export DJANGO_SETTINGS_MODULE=core.settings\n")
+    assert [item["action"] for item in survey.home_findings("x", str(home), {".bashrc"}, set())] == [
+        "removed by the app role"
+    ]
+
+
+def test_a_login_shell_of_the_app_user_is_found_and_a_service_users_is_not():
+    assert [item["found"] for item in survey.home_findings("root", "/nonexistent", set(), set())] == [
+        "logs in with " + __import__("pwd").getpwnam("root").pw_shell
+    ]
+    assert survey.home_findings("nobody", "/nonexistent", set(), set()) == []  # /usr/sbin/nologin
+
+
+def test_units_and_supervisor_programs_that_run_an_app_server_are_found(tmp_path):
+    units, supervisor = tmp_path / "system", tmp_path / "supervisor"
+    write(units / "gunicorn.service", "[Service]\nExecStart=/home/nur/venv/bin/gunicorn core.asgi:application\n")
+    write(units / "gunicorn.service.d" / "limits.conf", "[Service]\nLimitNOFILE=65536\n")
+    write(units / "crm-ws.service", "[Service]\nExecStart=/home/nur/venv/bin/daphne core.asgi:application\n")
+    write(units / "backup.service", "[Service]\nExecStart=/usr/local/bin/backup\n")
+    write(supervisor / "celery.conf", "[program:celery]\ncommand=celery -A core worker\n")
+    found = by_thing(survey.unit_findings("gunicorn", str(units), str(supervisor)))
+    assert set(found) == {"gunicorn.service", "crm-ws.service", "celery.conf"}
+    assert found["gunicorn.service"]["action"].startswith("replaced by the bundle's unit")
+    assert found["gunicorn.service"]["paths"] == sorted(
+        [str(units / "gunicorn.service"), str(units / "gunicorn.service.d" / "limits.conf")]
+    )
+    assert found["crm-ws.service"]["action"].startswith("left running beside the bundle's gunicorn")
+    assert found["celery.conf"]["found"] == "supervisor program celery"
+
+
+def test_a_site_for_the_domain_is_shadowed_and_a_default_server_clashes_and_other_sites_are_left(tmp_path):
+    nginx = tmp_path / "nginx"
+    crm = write(
+        nginx / "sites-available" / "crm",
+        "server {\n listen 443 ssl;\n server_name app.nurcrm.kg www.nurcrm.kg;\n"
+        " location / { root /srv; }\n location /media/ { alias /m/; }\n location  ~ ^/api/ { proxy_pass x; }\n}\n",
+    )
+    (nginx / "sites-enabled").mkdir()
+    (nginx / "sites-enabled" / "crm").symlink_to(crm)
+    write(nginx / "sites-enabled" / "catchall", "server { listen 80 default_server; server_name _; return 444; }")
+    write(nginx / "conf.d" / "wiki.conf", "server { listen 80; server_name wiki.nurcrm.kg; }")
+    found = by_thing(survey.nginx_findings("app.nurcrm.kg", "/etc/nginx/conf.d/nurcrm.conf", str(nginx)))
+    assert set(found) == {"crm", "catchall"}
+    assert found["crm"]["found"] == "a site for app.nurcrm.kg, www.nurcrm.kg with locations /, /media/, ~ ^/api/"
+    assert found["crm"]["action"].startswith("shadowed by the bundle's server for app.nurcrm.kg")
+    assert found["crm"]["paths"] == sorted([str(nginx / "sites-enabled" / "crm"), str(crm)])
+    assert found["catchall"]["action"] == "kept, but its default_server (80) clashes with the bundle's"
+
+
+def test_the_survey_prints_json_naming_each_finding_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["survey.py", "--groups", "", "--app-home", str(tmp_path)])
+    survey.main()
+    assert json.loads(capsys.readouterr().out)["findings"] == survey.ssh_findings()
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="owners are put back by root (CI runs as root)")
+
+
+@root_only
+def test_a_backup_puts_back_exactly_what_it_found_and_removes_what_came_after(tmp_path):
+    tree = tmp_path / "home" / "nur"
+    env = write(tree / "app" / ".env", "SECRET_KEY=the-running-apps\n")
+    code = write(tree / "app" / "core" / "settings.py", "DEBUG = False\n")
+    os.chmod(env, 0o600)
+    os.chown(env, 65534, 65534)
+    (tree / "current").symlink_to(tree / "app")
+    bundle_made = tmp_path / "opt" / "nurcrm"
+    folder = tmp_path / "backup"
+    assert backup.main(["make", str(folder), "--paths", str(tree), "--bundle-paths", str(bundle_made)]) == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["absent"] == [str(bundle_made)] and str(env) in manifest["files"]
+    assert oct((folder / "manifest.json").stat().st_mode & 0o777) == "0o600"
+    assert backup.main(["verify", str(folder)]) == 0
+
+    # What a run does: the .env gone, code replaced, a mode and an owner changed, files added, the bundle's own.
+    env.unlink()
+    code.write_text("DEBUG = True\n")
+    os.chmod(tree / "app", 0o777)
+    write(tree / "app" / "core" / "__init__.py")
+    write(bundle_made / "releases" / "1" / "manage.py")
+    assert backup.main(["verify", str(folder)]) == 1
+    assert sorted(line.split(":")[0] for line in backup.differences(manifest)) == [
+        "added",
+        "changed",
+        "changed",
+        "missing",
+        "still there",
+    ]
+
+    assert backup.main(["restore", str(folder)]) == 0
+    assert env.read_text() == "SECRET_KEY=the-running-apps\n" and code.read_text() == "DEBUG = False\n"
+    assert (env.stat().st_uid, oct(env.stat().st_mode & 0o777)) == (65534, "0o600")
+    assert not (tree / "app" / "core" / "__init__.py").exists() and not bundle_made.exists()
+    assert os.readlink(tree / "current") == str(tree / "app")
+    assert backup.differences(manifest) == []
+
+
+def test_a_folder_without_a_manifest_is_one_line_naming_it(tmp_path, capsys):
+    assert backup.main(["restore", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.startswith(f"restore: {tmp_path} holds no readable manifest.json")
