@@ -10,6 +10,8 @@ F811).
 """
 
 import asyncio
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -76,3 +78,11 @@ async def tables_via_rest(site, token):
     _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
     tables = tables["results"] if isinstance(tables, dict) else tables
     return {t["id"]: t["status"] for t in tables}
+
+
+def playbook(*args, playbook="site.yml"):
+    """ansible-playbook from the bundle's root; its stdout and stderr as one plain text (molecule's env colours and
+    wraps)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    run = subprocess.run(["ansible-playbook", playbook, *args], cwd=ROOT, capture_output=True, text=True, env=env)
+    return run.returncode, " ".join((run.stdout + run.stderr).split())

@@ -9,7 +9,6 @@ pass; the rest of the file drives the stack as a client would (REST, WebSocket) 
 import asyncio
 import os
 import shlex
-import subprocess
 
 import pytest
 import testinfra
@@ -25,6 +24,7 @@ from tools.fixtures import (  # noqa: F401 (the tests import DEMO_COMPANY and DE
     ROOT,
     inventory_fixture,
     issue_token,
+    playbook,
 )
 
 # The demo tenant's branches, as seed_demo creates them (its company and user: tools/fixtures.py).
@@ -61,13 +61,6 @@ def redis_host(pytestconfig):
 @pytest.fixture(scope="session")
 def db_host(pytestconfig):
     return hosts_of(pytestconfig, "db")[0]
-
-
-def playbook(*args, playbook="site.yml"):
-    """ansible-playbook; its stdout and stderr as one plain text (molecule's env colours and wraps)."""
-    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
-    run = subprocess.run(["ansible-playbook", playbook, *args], cwd=ROOT, capture_output=True, text=True, env=env)
-    return run.returncode, " ".join((run.stdout + run.stderr).split())
 
 
 @pytest.fixture(scope="session")

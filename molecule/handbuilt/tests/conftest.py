@@ -26,6 +26,31 @@ COMPANY = "f966441f-0938-49ed-97a7-07a503655ebc"
 MANAGER = "manager"
 
 
+# Everything a run could touch (the doctor's walk and a takeover's undo must leave it as it was): configuration,
+# the app, its environment, the units.
+WATCHED = "/etc/nginx /etc/redis /etc/postgresql /etc/systemd/system /home/nur"
+CHECKSUMS = f"find {WATCHED} -xdev -type f -not -path '*/media/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum"
+
+
+# Until gunicorn's socket answers again, at most 30 s.
+SERVED = """
+import socket, time
+for _ in range(100):
+    try:
+        socket.socket(socket.AF_UNIX).connect("/home/nur/asgi.sock")
+        break
+    except OSError:
+        time.sleep(0.3)
+else:
+    raise SystemExit("gunicorn's socket did not answer in 30 s")
+"""
+
+
+def wait_served(host):
+    """Until gunicorn's socket answers again, and its three workers have booted."""
+    host.check_output(f"python3 -c {shlex.quote(SERVED)} && sleep 2")
+
+
 def shell(host, code):
     """`manage.py shell -c CODE` on the host, as nur in the project, as its operators run it; its output."""
     return host.check_output(f"cd {APP_DIR} && sudo -u nur {PYTHON} manage.py shell -v 0 -c {shlex.quote(code)}")

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import APP_DIR, COMPANY
+from conftest import APP_DIR, CHECKSUMS, COMPANY, wait_served
 
 from tools.fixtures import DOCTOR, ROOT
 
@@ -23,9 +23,6 @@ CONSUMER = f"{APP_DIR}/apps/cafe/consumers.py"
 REDIS_CONF = "/etc/redis/redis.conf"
 EDITED = (SITE, SETTINGS, CONSUMER, REDIS_CONF)  # what the faults edit, backed up first
 BACKUP = "/root/doctor-faults"
-# Everything the doctor could touch: configuration, the app, its environment, the units.
-WATCHED = "/etc/nginx /etc/redis /etc/postgresql /etc/systemd/system /home/nur"
-CHECKSUMS = f"find {WATCHED} -xdev -type f -not -path '*/media/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum"
 # The manager's token, printed on the host by the app's own code: the doctor's --token-command.
 TOKEN_COMMAND = "python manage.py shell -v 0 -c " + shlex.quote(
     "from apps.users.models import User; from apps.users.tokens import issue_token; "
@@ -61,25 +58,6 @@ def restore(host):
     copies = " && ".join(f"cp -p {BACKUP}/{os.path.basename(path)} {path}" for path in EDITED)
     host.check_output(f"{copies} && systemctl reload nginx && systemctl restart redis-server gunicorn")
     wait_served(host)
-
-
-# Until gunicorn's socket answers again, at most 30 s.
-SERVED = """
-import socket, time
-for _ in range(100):
-    try:
-        socket.socket(socket.AF_UNIX).connect("/home/nur/asgi.sock")
-        break
-    except OSError:
-        time.sleep(0.3)
-else:
-    raise SystemExit("gunicorn's socket did not answer in 30 s")
-"""
-
-
-def wait_served(host):
-    """Until gunicorn's socket answers again, and its three workers have booted."""
-    host.check_output(f"python3 -c {shlex.quote(SERVED)} && sleep 2")
 
 
 def doctor(host, inventory, *args, token_command=True):

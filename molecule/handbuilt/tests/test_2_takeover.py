@@ -1,0 +1,108 @@
+"""The bundle meets the hand-built server (issue 28): site.yml, pointed at it by an inventory copied from
+inventory/local, stops before any change and prints the plan (each thing made by hand, and what the run would do
+to it), and so does --check --diff; nothing changes (checksums, the database's rows, no marker). With
+-e takeover=true the takeover's play backs everything up first, with a manifest, and marks the host;
+playbooks/undo-takeover.yml then puts back what a run changed (the code's .env, redis.conf, a site of the
+bundle's, nur's shell, a row) and the CRM answers as before, to a token issued before."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import APP_DIR, CHECKSUMS, get, wait_served
+
+from doctor.site import request
+from tools.fixtures import ROOT, playbook
+
+testinfra_hosts = ["ansible://crm.nurcrm.test"]
+
+HOST = "crm.nurcrm.test"
+MARKER = "/var/lib/nurcrm/host.json"
+ROWS = "runuser -u postgres -- pg_dump --data-only --exclude-table=django_session nurcrm_prod | sha256sum"
+# What the plan must name: the code with its .env, the venv, the unit, the site, the database and its role, Redis.
+PLAN = (
+    f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) -> removed by the app role",
+    "app: /home/nur/venv: a virtualenv -> removed by the app role",
+    "asgi: /etc/systemd/system/gunicorn.service: a unit of its own",
+    "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
+    "shadowed by the bundle's server for app.nurcrm.test",
+    "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
+    "at database nurcrm instead (set postgresql_database: nurcrm_prod to keep using it)",
+    "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
+    "redis: /etc/redis/redis.conf: Redis configured by hand -> rewritten",
+)
+
+
+@pytest.fixture(scope="module")
+def inventory(host, tmp_path_factory):
+    """The bundle's inventory for this server, as a new user makes it: inventory/local's, pointed at the host."""
+    folder = tmp_path_factory.mktemp("bundle-inventory")
+    hosts = {HOST: {"ansible_connection": "community.docker.docker"}}
+    groups = {group: {"hosts": {HOST: None}} for group in ("web", "app", "redis", "db")}
+    (folder / "hosts.yml").write_text(yaml.safe_dump({"all": {"hosts": hosts, "children": groups}}))
+    (folder / "group_vars" / "all").mkdir(parents=True)
+    shutil.copy(ROOT / "inventory" / "local" / "group_vars" / "all" / "vault.yml", folder / "group_vars" / "all")
+    name = host.ansible.get_variables()["nginx_server_name"]
+    (folder / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump({"nurcrm_domain": name}))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def before(host):
+    return host.check_output(CHECKSUMS), host.check_output(ROWS)
+
+
+def test_site_yml_stops_before_any_change_and_prints_the_plan(host, inventory, before):
+    rc, output = playbook("-i", inventory)
+    assert rc != 0
+    assert f"{HOST} was set up without this bundle" in output and "-e takeover=true" in output, output[-3000:]
+    for line in PLAN:
+        assert line in output, f"the plan lacks {line!r}: {output[-4000:]}"
+    assert f"{HOST} : ok=" in output and "changed=0" in output.split(f"{HOST} : ok=")[1][:60], output[-600:]
+    assert (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+    assert not host.file(MARKER).exists
+
+
+def test_check_diff_shows_the_same_plan_and_changes_nothing(host, inventory, before):
+    rc, output = playbook("-i", inventory, "--check", "--diff")
+    assert rc != 0 and f"{HOST} was set up without this bundle" in output
+    assert all(line in output for line in PLAN), output[-4000:]
+    assert (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+
+
+def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_changed(
+    host, inventory, before, site, token
+):
+    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+    assert rc == 0, output[-3000:]
+    marker = json.loads(host.file(MARKER).content_string)
+    folder = marker["backup"]
+    assert f"{HOST}: backed up in {folder}" in output
+    manifest = json.loads(host.file(f"{folder}/manifest.json").content_string)
+    assert f"{APP_DIR}/.env" in manifest["files"] and "/etc/nginx/sites-available/nurcrm" in manifest["files"]
+    assert [db["name"] for db in manifest["databases"]] == ["nurcrm_prod"]
+    assert host.file(f"{folder}/manifest.json").mode == 0o600 and host.file(folder).mode == 0o700
+    # A second run goes straight on: the host is marked.
+    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+    assert rc == 0 and "changed=0" in output.split(f"{HOST} : ok=")[1][:60], output[-2000:]
+
+    # What a run would do: the .env and venv gone, Redis and nginx reconfigured, a row changed, nur's shell.
+    host.check_output(
+        f"rm -rf {APP_DIR}/.env /home/nur/venv && echo 'user default off' >> /etc/redis/redis.conf"
+        " && echo 'server { listen 8443; }' > /etc/nginx/conf.d/nurcrm.conf && usermod -s /usr/sbin/nologin nur"
+        " && mkdir -p /opt/nurcrm/releases && runuser -u postgres -- psql -d nurcrm_prod -qc"
+        " \"UPDATE cafe_table SET status = 'reserved'\""
+    )
+    assert host.check_output(CHECKSUMS) != before[0] and host.check_output(ROWS) != before[1]
+
+    rc, output = playbook("-i", inventory, playbook="playbooks/undo-takeover.yml")
+    assert rc == 0, output[-3000:]
+    assert f"{HOST}: the host is as the backup found it ({folder})" in output, output[-2000:]
+    wait_served(host)
+    assert (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+    assert host.user("nur").shell == "/bin/bash" and not host.file("/opt/nurcrm").exists
+    assert not host.file(MARKER).exists  # unmarked again: the next run surveys it anew
+    assert get(site, "/")[0] == 200
+    status, tables = request(site, "GET", "/api/cafe/tables/", token)  # signed in before the takeover
+    assert status == 200 and {table["status"] for table in tables} != {"reserved"}
