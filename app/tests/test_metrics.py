@@ -120,7 +120,7 @@ def test_every_handshake_outcome_and_company_size_is_exported_before_it_happens(
     sizes = {s.labels["company_size"] for s in samples if s.name == "nurcrm_ws_open_sockets"}
     types = {s.labels["type"] for s in samples if s.name == "nurcrm_events_broadcast_total"}
     assert outcomes == {"accepted", "4400", "4401", "4403", "4429", "1013", "origin"}
-    assert types == set(fanout.FORWARDED) == set(TableStatusConsumer.forward_events)
+    assert types == fanout.FORWARDED >= set(TableStatusConsumer.forward_events)  # any consumer's, in this process
     assert sizes == {"1-9", "10-49", "50+"}
     assert all("pid" in s.labels for s in samples if s.name == "nurcrm_ws_open_sockets"), "one series per worker"
 
