@@ -22,9 +22,10 @@ MARKER = "/var/lib/nurcrm/host.json"
 ROWS = "runuser -u postgres -- pg_dump --data-only --exclude-table=django_session nurcrm_prod | sha256sum"
 # What the plan must name: the code with its .env, the venv, the unit, the site, the database and its role, Redis.
 PLAN = (
-    f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) -> removed by the app role",
+    f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) with uploads (media/) -> removed by "
+    "the app role",
     "app: /home/nur/venv: a virtualenv -> removed by the app role",
-    "asgi: /etc/systemd/system/gunicorn.service: a unit of its own",
+    "asgi: /etc/systemd/system/gunicorn.service: a unit of its own (/home/nur/venv/bin/gunicorn core.asgi:application",
     "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
     "shadowed by the bundle's server for app.nurcrm.test",
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "

@@ -90,6 +90,13 @@ def as_postgres(argv, **options):
     return run(["runuser", "-u", "postgres", "--", *argv], **options)
 
 
+def piped(argv, stdin=None, stdout=None):
+    """A program reading or writing a file of root's (a dump), its errors one line."""
+    done = subprocess.run(argv, stdin=stdin, stdout=stdout or subprocess.PIPE, stderr=subprocess.PIPE, timeout=3600)
+    if done.returncode != 0:
+        raise Failed(f"{' '.join(argv[:6])}: {done.stderr.decode(errors='replace').strip()[-300:]}")
+
+
 def make(folder, paths, databases, redis_port, user, bundle_paths):
     os.makedirs(folder, mode=0o700, exist_ok=False)
     paths = sorted({os.path.normpath(path) for path in paths if os.path.lexists(path)})
@@ -116,19 +123,14 @@ def make(folder, paths, databases, redis_port, user, bundle_paths):
         dump = os.path.join(folder, REDIS_DUMP)
         run(["redis-cli", "-p", str(redis_port), "--no-auth-warning", "--rdb", dump], timeout=300)
         manifest["redis"] = {"port": redis_port, "dump": REDIS_DUMP, "sha256": sha256(dump)}
+    for name in databases:
+        target = os.path.join(folder, f"db-{name}.dump")
+        with open(target, "wb") as handle:  # written by root: postgres cannot reach into the backup's folder
+            piped(["runuser", "-u", "postgres", "--", "pg_dump", "--format=custom", name], stdout=handle)
+        manifest["databases"].append({"name": name, "dump": os.path.basename(target), "sha256": sha256(target)})
     if databases:
-        os.chmod(folder, 0o711)  # postgres writes its dumps into a file made for it
-        for name in databases:
-            target = os.path.join(folder, f"db-{name}.dump")
-            with open(target, "wb"):
-                pass
-            shutil.chown(target, "postgres")
-            as_postgres(["pg_dump", "--format=custom", f"--file={target}", name], timeout=3600)
-            manifest["databases"].append({"name": name, "dump": os.path.basename(target), "sha256": sha256(target)})
-        globals_sql = as_postgres(["pg_dumpall", "--globals-only"], timeout=300)
         with open(os.path.join(folder, GLOBALS), "w") as handle:
-            handle.write(globals_sql)
-        os.chmod(folder, 0o700)
+            handle.write(as_postgres(["pg_dumpall", "--globals-only"], timeout=300))
     with open(os.path.join(folder, MANIFEST), "w") as handle:
         json.dump(manifest, handle, indent=1, sort_keys=True)
     os.chmod(os.path.join(folder, MANIFEST), 0o600)
@@ -193,7 +195,9 @@ def restore(folder):
         restore_database(folder, database)
     if manifest["databases"]:
         # The roles as they were, passwords included; CREATE ROLE of an existing role fails harmlessly.
-        as_postgres(["psql", "-X", "-q", "-d", "postgres", "-f", os.path.join(folder, GLOBALS)], timeout=300)
+        with open(os.path.join(folder, GLOBALS), "rb") as handle:
+            subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-d", "postgres"], stdin=handle,
+                           capture_output=True, timeout=300)  # fmt: skip
     # The units restored from the archive run their own processes again (the hand-made gunicorn), those enabled
     # before are enabled again, and nginx reads its sites as they were.
     enabled = set(manifest["enabled_units"])
@@ -230,11 +234,10 @@ def restore_database(folder, database):
     as_postgres(["psql", "-X", "-q", "-d", "postgres", "-c",
                  f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"])  # fmt: skip
     as_postgres(["dropdb", "--if-exists", name])
-    os.chmod(folder, 0o711)
-    try:
-        as_postgres(["pg_restore", "--create", "--exit-on-error", "-d", "postgres", dump], timeout=3600)
-    finally:
-        os.chmod(folder, 0o700)
+    with open(dump, "rb") as handle:
+        piped(
+            ["runuser", "-u", "postgres", "--", "pg_restore", "--create", "--exit-on-error", "-d", "postgres"], handle
+        )
 
 
 def main(argv=None):

@@ -135,8 +135,8 @@ def unit_findings(service, units="/etc/systemd/system", supervisor="/etc/supervi
 
 
 def first_exec(text):
-    match = re.search(r"^ExecStart=(.*)$", text, re.M)
-    return match[1].strip()[:160] if match else "no ExecStart"
+    match = re.search(r"^ExecStart=(.*)$", text.replace("\\\n", " "), re.M)
+    return " ".join(match[1].split())[:160] if match else "no ExecStart"
 
 
 def dropins(path):
