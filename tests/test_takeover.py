@@ -127,9 +127,11 @@ def test_a_backup_puts_back_exactly_what_it_found_and_removes_what_came_after(tm
     (tree / "current").symlink_to(tree / "app")
     bundle_made = tmp_path / "opt" / "nurcrm"
     folder = tmp_path / "backup"
-    assert backup.main(["make", str(folder), "--paths", str(tree), "--bundle-paths", str(bundle_made)]) == 0
+    paths = [str(tree), str(tree / "app"), str(tree / "current")]  # nested: a layer's folder, a finding's paths
+    assert backup.main(["make", str(folder), "--paths", *paths, "--bundle-paths", str(bundle_made)]) == 0
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["absent"] == [str(bundle_made)] and str(env) in manifest["files"]
+    assert manifest["paths"] == [str(tree)]
     assert oct((folder / "manifest.json").stat().st_mode & 0o777) == "0o600"
     assert backup.main(["verify", str(folder)]) == 0
 

@@ -79,6 +79,16 @@ def inventory(paths):
     return found
 
 
+def outermost(paths):
+    """The paths without those inside another of them: tar would store such a file twice, the second time as a
+    hard link to itself, which it then cannot extract."""
+    kept = []
+    for path in sorted({os.path.normpath(path) for path in paths}):
+        if not any(path.startswith(top.rstrip("/") + "/") for top in kept):
+            kept.append(path)
+    return kept
+
+
 def enabled_units():
     out = subprocess.run(
         ["systemctl", "list-unit-files", "--state=enabled", "--no-legend", "--plain"], capture_output=True, text=True
@@ -99,7 +109,7 @@ def piped(argv, stdin=None, stdout=None):
 
 def make(folder, paths, databases, redis_port, user, bundle_paths):
     os.makedirs(folder, mode=0o700, exist_ok=False)
-    paths = sorted({os.path.normpath(path) for path in paths if os.path.lexists(path)})
+    paths = outermost(path for path in paths if os.path.lexists(path))
     manifest = {
         "made": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": os.uname().nodename,
