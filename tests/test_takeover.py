@@ -48,6 +48,7 @@ def test_the_code_venv_and_env_in_the_app_users_home_are_found_with_what_the_app
     assert found["app"]["action"] == "removed by the app role" == found["venv"]["action"]
     assert found["venv"]["found"] == "a virtualenv"
     assert found["notes.txt"]["action"] == "kept (the bundle's release does not use it)"
+    assert found["app"]["blocks"] and not found["notes.txt"]["blocks"]  # kept: nothing of the operator's is lost
     assert found["app"]["paths"] == [str(home / "app")]
     assert found["app"]["line"].startswith(f"app: {home / 'app'}: a Django project")
 
@@ -86,6 +87,7 @@ def test_units_and_supervisor_programs_that_run_an_app_server_are_found(tmp_path
         [str(units / "gunicorn.service"), str(units / "gunicorn.service.d" / "limits.conf")]
     )
     assert found["crm-ws.service"]["action"].startswith("left running beside the bundle's gunicorn")
+    assert found["gunicorn.service"]["blocks"] and not found["crm-ws.service"]["blocks"]
     assert found["celery.conf"]["found"] == "supervisor program celery"
 
 
@@ -106,6 +108,15 @@ def test_a_site_for_the_domain_is_shadowed_and_a_default_server_clashes_and_othe
     assert found["crm"]["action"].startswith("shadowed by the bundle's server for app.nurcrm.kg")
     assert found["crm"]["paths"] == sorted([str(nginx / "sites-enabled" / "crm"), str(crm)])
     assert found["catchall"]["action"] == "kept, but its default_server (80) clashes with the bundle's"
+
+
+def test_a_packages_configuration_as_debian_left_it_is_not_the_operators(tmp_path):
+    conf = Path("/etc/redis/redis.conf")
+    if not conf.is_file():
+        pytest.skip("redis-server is not installed here (scripts/setup.sh installs it)")
+    assert survey.pristine(str(conf))  # redis-server's conffile, untouched by scripts/setup.sh
+    assert not survey.pristine(str(write(tmp_path / "redis.conf", conf.read_text())))  # no package's
+    assert not survey.pristine("/etc/hostname")
 
 
 def test_the_survey_prints_json_naming_each_finding_once(tmp_path, capsys, monkeypatch):

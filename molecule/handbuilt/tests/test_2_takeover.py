@@ -24,7 +24,8 @@ ROWS = (
     "runuser -u postgres -- pg_dump --data-only --exclude-table=django_session nurcrm_prod"
     " | grep -vE '^.(un)?restrict ' | sha256sum"
 )
-# What the plan must name: the code with its .env, the venv, the unit, the site, the database and its role, Redis.
+# What the plan must name: the code with its .env, the venv, the unit, the site, the database and its role, Redis
+# (Debian's configuration, which loses nothing, and the CRM's data in it, which blocks).
 PLAN = (
     f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) with uploads (media/) -> removed by "
     "the app role",
@@ -35,7 +36,9 @@ PLAN = (
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
     "at database nurcrm instead (set postgresql_database: nurcrm_prod to keep using it)",
     "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
-    "redis: /etc/redis/redis.conf: Redis configured by hand -> rewritten",
+    "redis: /etc/redis/redis.conf: Debian's redis.conf -> rewritten: only the bundle's ACL users may connect; any "
+    "other client gets NOAUTH (nothing of the operator's is lost)",
+    "redis: Redis data and clients: ",
 )
 
 

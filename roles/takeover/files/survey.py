@@ -43,11 +43,13 @@ def read(path):
         return ""
 
 
-def finding(layer, thing, found, action, paths=(), **backup):
-    """One thing found; `backup` names what the backup takes beside its paths (a database, Redis's data)."""
-    line = f"{layer}: {thing}: {found} -> {action}"
+def finding(layer, thing, found, action, paths=(), blocks=True, **backup):
+    """One thing found. It `blocks` the run when it is the operator's and the run would change or remove it (or
+    fail on it); the others are shown, for the operator to know. `backup` names what the backup takes beside its
+    paths (a database, Redis's data)."""
+    line = f"{layer}: {thing}: {found} -> {action}" + ("" if blocks else " (nothing of the operator's is lost)")
     return {"layer": layer, "thing": thing, "found": found, "action": action, "paths": sorted(set(paths)),
-            "line": line, **backup}  # fmt: skip
+            "blocks": blocks, "line": line, **backup}  # fmt: skip
 
 
 # --- The app user's home and its shell -------------------------------------------------------------------
@@ -66,7 +68,7 @@ def home_findings(user, home, removed, kept):
             continue  # Debian's own copy: nothing of the operator's in it
         what = describe_home_entry(path)
         action = "removed by the app role" if name in removed else "kept (the bundle's release does not use it)"
-        found.append(finding("app", path, what, action, [path]))
+        found.append(finding("app", path, what, action, [path], blocks=name in removed))
     try:
         shell = pwd.getpwnam(user).pw_shell
     except KeyError:
@@ -117,6 +119,7 @@ def unit_findings(service, units="/etc/systemd/system", supervisor="/etc/supervi
                     f"an app server ({first_exec(text)})",
                     "left running beside the bundle's gunicorn: stop it, or name it asgi_service_name",
                     [path, *dropins(path)],
+                    blocks=False,
                 )
             )
     for path in sorted(glob.glob(f"{supervisor}/*.conf")):
@@ -129,6 +132,7 @@ def unit_findings(service, units="/etc/systemd/system", supervisor="/etc/supervi
                     f"supervisor program {program}",
                     "left running beside the bundle's gunicorn: stop it before the takeover",
                     [path],
+                    blocks=False,
                 )
             )
     return found
@@ -153,12 +157,8 @@ def nginx_findings(domain, site_file, nginx="/etc/nginx"):
         locations = [" ".join(spec.split()) for spec in re.findall(r"location\s+([^{]+)\{", text)]
         defaults = sorted(set(re.findall(r"listen\s+([^;]*?)\s+default_server", text)))
         paths = sorted({path, target})
-        if (
-            os.path.basename(path) == "default"
-            and target == "/etc/nginx/sites-available/default"
-            and is_debians(target)
-        ):
-            found.append(finding("nginx", path, "Debian's default site", "taken out of sites-enabled", [path]))
+        if os.path.basename(path) == "default" and target == f"{nginx}/sites-available/default" and pristine(target):
+            found.append(finding("nginx", path, "Debian's default site", "taken out of sites-enabled", [path], False))
             continue
         if os.path.abspath(path) == site_file:
             found.append(
@@ -181,9 +181,12 @@ def nginx_findings(domain, site_file, nginx="/etc/nginx"):
     return found
 
 
-def is_debians(path):
-    """Whether Debian's default site is as the package left it (dpkg's checksum of the conffile)."""
-    code, out = run(["dpkg-query", "-W", "-f=${Conffiles}", "nginx-common"])
+def pristine(path):
+    """Whether a package's configuration file is as the package left it (dpkg's checksum of the conffile)."""
+    code, owner = run(["dpkg-query", "-S", path])
+    if code != 0:
+        return False
+    code, out = run(["dpkg-query", "-W", "-f=${Conffiles}", owner.split(":")[0]])
     if code != 0:
         return False
     for line in out.splitlines():
@@ -201,19 +204,26 @@ def redis_findings(port, layer_prefix):
     if not text:
         return []
     paths = [conf, *glob.glob("/etc/redis/*.acl"), *glob.glob("/etc/redis/users.acl")]
+    debians = pristine(conf)
     found = [
         finding(
             "redis",
             conf,
-            "Redis configured by hand" + (" with a password" if re.search(r"^\s*requirepass\s", text, re.M) else ""),
+            "Debian's redis.conf"
+            if debians
+            else "Redis configured by hand"
+            + (" with a password" if re.search(r"^\s*requirepass\s", text, re.M) else ""),
             "rewritten: only the bundle's ACL users may connect; any other client gets NOAUTH",
             paths,
+            blocks=not debians,
         )
     ]
     code, info = run(["redis-cli", "-p", str(port), "--no-auth-warning", "INFO", "keyspace"], timeout=5)
     if code != 0 or "NOAUTH" in info or "ERR" in info[:10]:
         found.append(
-            finding("redis", "Redis data", "not readable without its password", "kept (its dump is backed up)")
+            finding(
+                "redis", "Redis data", "not readable without its password", "kept (its dump is backed up)", blocks=False
+            )
         )
         return found
     keys = sum(int(n) for n in re.findall(r"keys=(\d+)", info))
@@ -261,7 +271,9 @@ def postgresql_findings(database, db_user):
     roles = psql("SELECT rolname FROM pg_roles WHERE rolname NOT LIKE 'pg\\_%' AND rolname <> 'postgres'") or []
     for name in sorted(roles):
         action = "its password reset to the vault's" if name == db_user else "kept"
-        found.append(finding("postgresql", f"role {name}", "a database role made by hand", action))
+        found.append(
+            finding("postgresql", f"role {name}", "a database role made by hand", action, blocks=name == db_user)
+        )
     conf = sorted(glob.glob("/etc/postgresql/*/main/postgresql.conf"))
     if found and conf:
         found.append(
@@ -298,6 +310,7 @@ def ssh_findings():
             "logins allowed: " + ", ".join(used),
             "unchanged by site.yml; playbooks/bootstrap.yml turns them off",
             ["/etc/ssh/sshd_config", *glob.glob("/etc/ssh/sshd_config.d/*.conf")],
+            blocks=False,
         )
     ]
 
