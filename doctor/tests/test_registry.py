@@ -21,13 +21,18 @@ def test_the_walk_follows_the_checklists_steps():
     assert [STEP_INDEX[c.step] for c in REGISTRY] == sorted(STEP_INDEX[c.step] for c in REGISTRY)
 
 
+def layer_play(playbook):
+    """The layer's own play in its playbook: the first that is not an import (the takeover's look comes first)."""
+    return next(play for play in yaml.safe_load((ROOT / playbook).read_text()) if "hosts" in play)
+
+
 def test_every_layers_playbook_exists_and_site_yml_imports_it():
     imported = {entry["ansible.builtin.import_playbook"] for entry in yaml.safe_load((ROOT / "site.yml").read_text())}
     for layer, spec in LAYERS.items():
         if spec.playbook:
             assert (ROOT / spec.playbook).is_file(), layer
             assert spec.playbook in imported, f"site.yml does not import {spec.playbook}"
-            hosts = yaml.safe_load((ROOT / spec.playbook).read_text())[0]["hosts"]
+            hosts = layer_play(spec.playbook)["hosts"]
             assert hosts == spec.group, f"{spec.playbook} runs on {hosts}, the doctor reruns it on {spec.group}"
 
 
@@ -97,8 +102,10 @@ def test_needs_name_earlier_checks_on_the_same_hosts():
 
 @pytest.mark.parametrize("playbook", sorted({spec.playbook for spec in LAYERS.values() if spec.playbook}))
 def test_each_layers_playbook_runs_the_role_of_that_layer_alone(playbook):
-    play = yaml.safe_load((ROOT / playbook).read_text())[0]
+    play = layer_play(playbook)
     assert [r["role"] if isinstance(r, dict) else r for r in play["roles"]] == [Path(playbook).stem]
+    first = yaml.safe_load((ROOT / playbook).read_text())[0]
+    assert first.get("ansible.builtin.import_playbook") == "takeover.yml", f"{playbook} does not look first"
 
 
 def test_a_host_the_probe_saw_without_root_is_skipped_saying_what_it_could_not_read():
