@@ -71,6 +71,24 @@ def test_bootstrap_reruns_as_the_deploy_user_and_changes_nothing(inventory):
     returncode, output = playbook("-i", inventory, playbook="playbooks/bootstrap.yml")
     assert returncode == 0, output[-2000:]
     assert "changed=0" in output.split("PLAY RECAP")[-1], output[-1500:]
+    assert "deploy logged in with its key and became root: root and password logins go" in output, output[-2000:]
+
+
+def test_bootstrap_leaves_root_and_passwords_as_they_are_when_the_deploy_key_does_not_log_in(host, inventory, tmp_path):
+    """A team whose key does not work is not locked out: the run stops before sshd's settings change."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
+    dropin = "/etc/ssh/sshd_config.d/50-nurcrm.conf"
+    host.check_output(f"mv {dropin} /root/50-nurcrm.conf.kept")  # as a host before its bootstrap
+    try:
+        # This controller logs in with another key than the one the host lets in as the deploy user.
+        other = f"bootstrap_login_key={tmp_path / 'other'}"
+        returncode, output = playbook("-i", inventory, "-e", other, playbook="playbooks/bootstrap.yml")
+        assert returncode != 0
+        assert "deploy could not log in to app.nurcrm.test with its key alone and become root" in output, output[-2000:]
+        assert "root and password logins are left as they are" in output
+        assert not host.file(dropin).exists, "sshd's settings changed although the deploy user's login failed"
+    finally:
+        host.check_output(f"mv /root/50-nurcrm.conf.kept {dropin}")
 
 
 # --- Certificates from the ACME server -------------------------------------------------------
