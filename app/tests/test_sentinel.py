@@ -47,9 +47,17 @@ class Replicated:
         self.processes.append(subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL))
         self.sentinel = redis.Redis(port=self.ports["sentinel"], password=SENTINEL_PASSWORD, decode_responses=True)
         self.wait(lambda: self.replicas() == 1, "the Sentinel to see the replica")
+        # what redis-py's discover_master accepts: a master neither subjectively nor objectively down
+        self.wait(lambda: self.master_flags() == "master", "the Sentinel to hold the master healthy")
 
     def master_port(self):
         return int(self.sentinel.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)[1])
+
+    def master_flags(self):
+        try:
+            return self.sentinel.sentinel_master(MASTER_NAME)["flags"]
+        except redis.RedisError:
+            return ""
 
     def replicas(self):
         try:
