@@ -106,8 +106,76 @@ def test_a_site_for_the_domain_is_shadowed_and_a_default_server_clashes_and_othe
     assert set(found) == {"crm", "catchall"}
     assert found["crm"]["found"] == "a site for app.nurcrm.kg, www.nurcrm.kg with locations /, /media/, ~ ^/api/"
     assert found["crm"]["action"].startswith("shadowed by the bundle's server for app.nurcrm.kg")
+    assert [each["location"] for each in found["crm"]["locations"]] == ["/", "/media/", "~ ^/api/"]
     assert found["crm"]["paths"] == sorted([str(nginx / "sites-enabled" / "crm"), str(crm)])
     assert found["catchall"]["action"] == "kept, but its default_server (80) clashes with the bundle's"
+
+
+# A site as the production note's server has it: the frontend at /, the API and the sockets proxied to the app's
+# upstream, uploads served from the code's folder; a plain-HTTP server that only redirects.
+HANDMADE_SITE = """
+map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+upstream django_asgi { server unix:/home/nur/asgi.sock; }
+server { listen 80; server_name app.nurcrm.kg; location / { return 301 https://$host$request_uri; } }
+server {
+    listen 443 ssl http2;
+    server_name app.nurcrm.kg;  # the CRM
+    location / {
+        root /var/www/nurcrm-frontend;
+        try_files $uri /index.html;
+    }
+    location /api/ {
+        proxy_pass http://django_asgi;
+        proxy_set_header Host $host;
+    }
+    location /media/ { alias /home/nur/app/media/; }
+    location /static/ { alias /home/nur/app/static/; }
+    location /ws/ { proxy_pass http://django_asgi; proxy_http_version 1.1; }
+    location = /robots.txt { return 200 "User-agent: *\\nDisallow: /\\n"; }
+    location ~ \\.php$ { if ($request_method) { return 403; } }
+}
+"""
+
+
+def fates(locations):
+    return {each["location"]: each["fate"].split(" (")[0].split(":")[0] for each in locations}
+
+
+def test_each_location_of_the_domains_site_is_answered_by_the_bundle_carried_over_or_named_lost():
+    located = survey.site_locations(HANDMADE_SITE, "app.nurcrm.kg", {"carried": set(), "media_root": ""})
+    assert fates(located) == {
+        "/": "LOST",  # a frontend, where the bundle's / proxies to the app
+        "/api/": "LOST unless carried over",  # the app, but the bundle's / no longer reaches it once / is carried
+        "/media/": "LOST",  # the bundle serves no uploads without nurcrm_media_root
+        "/static/": "answered by the release's collected static files",
+        "/ws/": "answered by the bundle's WebSocket proxy",
+        "= /robots.txt": "LOST unless carried over",
+        "~ \\.php$": "LOST",  # a nested block: carried by hand
+    }
+    assert {each["location"] for each in located if each["lost"]} == {"/", "/api/", "/media/", "= /robots.txt",
+                                                                        "~ \\.php$"}  # fmt: skip
+    # What the plan suggests for nginx_extra_locations: the site's own directives, the app's proxying the bundle's.
+    assert [each["carried"] for each in located if each["carried"]] == [
+        {"location": "/", "directives": ["root /var/www/nurcrm-frontend", "try_files $uri /index.html"],
+         "proxy": False},
+        {"location": "/api/", "directives": [], "proxy": True},
+        {"location": "= /robots.txt", "directives": ['return 200 "User-agent: *\\nDisallow: /\\n"'], "proxy": False},
+    ]  # fmt: skip
+
+
+def test_locations_carried_by_the_inventory_and_a_media_root_lose_nothing_and_a_proxied_root_covers_the_api():
+    carried = {"carried": {"/", "/api/", "= /robots.txt"}, "media_root": "/srv/nurcrm/media"}
+    site = HANDMADE_SITE.replace("location ~ \\.php$ { if ($request_method) { return 403; } }", "")
+    located = survey.site_locations(site, "app.nurcrm.kg", carried)
+    assert not [each for each in located if each["lost"]], located
+    assert fates(located)["/media/"] == "answered from /srv/nurcrm/media"
+    # A site whose / is the app already: the bundle's / answers it and every other prefix proxied to the app.
+    proxied = site.replace("root /var/www/nurcrm-frontend;", "proxy_pass http://django_asgi;")
+    proxied = proxied.replace("try_files $uri /index.html;", "")
+    located = survey.site_locations(proxied, "app.nurcrm.kg", {"carried": set(), "media_root": "/m"})
+    assert fates(located)["/"] == fates(located)["/api/"] == "answered as today by the bundle's location /"
+    assert [each["location"] for each in located if each["lost"]] == ["= /robots.txt"]
+    assert survey.site_locations(proxied, "wiki.nurcrm.kg", carried) == []  # another name's server
 
 
 def test_a_packages_configuration_as_debian_left_it_is_not_the_operators(tmp_path):

@@ -7,6 +7,7 @@ bundle's, nur's shell, a row) and the CRM answers as before, to a token issued b
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -33,6 +34,10 @@ PLAN = (
     "asgi: /etc/systemd/system/gunicorn.service: a unit of its own (/home/nur/venv/bin/gunicorn core.asgi:application",
     "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
     "shadowed by the bundle's server for app.nurcrm.test",
+    "location /: LOST (the bundle's / proxies everything to the app) unless carried over",
+    "location /api/: LOST unless carried over",
+    "location /media/: LOST: set nurcrm_media_root",
+    "location /ws/: answered by the bundle's WebSocket proxy",
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
     "at database nurcrm instead (set postgresql_database: nurcrm_prod to keep using it)",
     "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
@@ -40,6 +45,19 @@ PLAN = (
     "other client gets NOAUTH (nothing of the operator's is lost)",
     "redis: Redis data and clients: ",
 )
+
+# What the plan suggests for this site, as the operator puts it in the inventory.
+CARRIED = {
+    "nurcrm_media_root": "/var/lib/nurcrm/media",
+    "nginx_extra_locations": [
+        {
+            "location": "/",
+            "directives": ["root /var/www/nurcrm-frontend", "try_files $uri /index.html"],
+            "proxy": False,
+        },
+        {"location": "/api/", "directives": [], "proxy": True},
+    ],
+}
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +100,19 @@ def test_check_diff_shows_the_same_plan_and_changes_nothing(host, inventory, bef
 def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_changed(
     host, inventory, before, site, token
 ):
+    # The site's frontend at /, its API and its uploads would stop answering: the takeover stops, naming them,
+    # and suggests the variables that carry them over; given those, it goes on.
+    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+    assert rc != 0 and f"{HOST}: the bundle's server for app.nurcrm.test would no longer answer /, /api/, /media/" in (
+        " ".join(output.split())
+    ), output[-3000:]
+    assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
+    assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+    carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
+    (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))
     rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
     assert rc == 0, output[-3000:]
+    assert "location /: carried over by nginx_extra_locations" in output, output[-3000:]
     marker = json.loads(host.file(MARKER).content_string)
     folder = marker["backup"]
     assert f"{HOST}: backed up in {folder}" in output

@@ -148,7 +148,119 @@ def dropins(path):
 
 
 # --- nginx -----------------------------------------------------------------------------------------------
-def nginx_findings(domain, site_file, nginx="/etc/nginx"):
+# The bundle's own locations in its server (roles/nginx/templates/nurcrm.conf.j2), and what each answers.
+BUNDLE_LOCATIONS = {
+    "/ws/": "the bundle's WebSocket proxy",
+    "= /api/auth/token/": "the app, behind the bundle's sign-in rate limit",
+    "/static/": "the release's collected static files",
+}
+
+
+def nginx_tokens(text):
+    """nginx's configuration as tokens: words (quotes kept), ';', '{' and '}'; comments dropped."""
+    return re.findall(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|[{};]|[^\s{};#\"']+|#[^\n]*", text)
+
+
+def nginx_blocks(tokens):
+    """The tree of a configuration: [(words, children or None)], children of a block likewise."""
+    stack, words = [[]], []
+    for token in tokens:
+        if token.startswith("#"):
+            continue
+        if token == ";":
+            if words:
+                stack[-1].append((words, None))
+            words = []
+        elif token == "{":
+            block = (words or [""], [])
+            stack[-1].append(block)
+            stack.append(block[1])
+            words = []
+        elif token == "}":
+            if len(stack) > 1:
+                stack.pop()
+            words = []
+        else:
+            words.append(token)
+    return stack[0]
+
+
+def nginx_render(words, children):
+    """A directive as one line: `words` or `words { child; ... }` (nested blocks kept whole)."""
+    if children is None:
+        return " ".join(words)
+    return " ".join(words) + " { " + " ".join(nginx_render(*child) + ("" if child[1] is not None else ";")
+                                              for child in children) + " }"  # fmt: skip
+
+
+def nginx_servers(tree):
+    """Every server block of a file, in http blocks or at its top (sites-enabled files are read in http)."""
+    for words, children in tree:
+        if children is None:
+            continue
+        if words[:1] == ["server"]:
+            yield children
+        elif words[:1] == ["http"]:
+            yield from nginx_servers(children)
+
+
+PROXY_DIRECTIVES = ("proxy_pass ", "proxy_set_header ", "proxy_http_version ")
+
+
+def to_the_app(directives, upstreams):
+    """Whether a location proxies to the app: to one of the file's upstreams or to a unix socket."""
+    targets = [d.split()[1] for d in directives if d.startswith("proxy_pass ") and len(d.split()) > 1]
+    return any(t.removeprefix("http://").rstrip("/") in upstreams or "unix:" in t for t in targets)
+
+
+def location_fate(spec, directives, to_app, bundle):
+    """What the bundle's server makes of one of the site's locations: (fate, carried, lost). `carried` is the
+    nginx_extra_locations entry that keeps it answering as today (the app's own proxy settings are the bundle's:
+    proxy: true), or None when the bundle answers it alike. `bundle` says what the inventory gives the bundle's
+    server: `carried`, the locations in nginx_extra_locations; `media_root`; `root_replaced`, whether the site's
+    / is not the app (so the bundle's / must give way to it, and the app answers only what is carried)."""
+    if spec in BUNDLE_LOCATIONS:
+        return f"answered by {BUNDLE_LOCATIONS[spec]}", None, False
+    if spec == "/media/":
+        if bundle["media_root"]:
+            return f"answered from {bundle['media_root']} (nurcrm_media_root): move its files there", None, False
+        return "LOST: set nurcrm_media_root (docs/project.md) and move its files there", None, True
+    if to_app and not bundle["root_replaced"] and not spec.startswith(("~", "=")):
+        return "answered as today by the bundle's location / (proxied to the app)", None, False
+    kept = [d for d in directives if not (to_app and d.startswith(PROXY_DIRECTIVES))]
+    if any(d.endswith("}") for d in kept):
+        return "LOST: it holds a nested block, which nginx_extra_locations cannot carry: carry it by hand", None, True
+    carried = {"location": spec, "directives": kept, "proxy": to_app}
+    if spec in bundle["carried"]:
+        return "carried over by nginx_extra_locations", carried, False
+    instead = " (the bundle's / proxies everything to the app)" if spec == "/" else ""
+    return f"LOST{instead} unless carried over: add it to nginx_extra_locations (suggested below)", carried, True
+
+
+def site_locations(text, domain, bundle):
+    """Each location of the site's servers for the domain, in order, with its fate. When the domain has a TLS
+    server, its locations are the ones served (the plain-HTTP server mostly redirects to it)."""
+    tree = nginx_blocks(nginx_tokens(text))
+    upstreams = {words[1] for words, children in tree if children is not None and words[0] == "upstream"}
+    servers = [s for s in nginx_servers(tree) if any(w[0] == "server_name" and domain in w[1:] for w, _ in s)]
+    tls = [s for s in servers if any(w[0] == "listen" and "ssl" in w for w, _ in s)]
+    found = {}
+    for server in tls or servers:
+        for words, children in server:
+            if words[0] == "location" and children is not None:
+                directives = [nginx_render(*child) for child in children]
+                found[" ".join(words[1:])] = (directives, to_the_app(directives, upstreams))
+    bundle = {**bundle, "root_replaced": "/" in found and not found["/"][1]}
+    located = []
+    for spec, (directives, to_app) in found.items():
+        fate, carried, lost = location_fate(spec, directives, to_app, bundle)
+        located.append({"location": spec, "fate": fate, "carried": carried, "lost": lost})
+    return located
+
+
+def nginx_findings(domain, site_file, nginx="/etc/nginx", carried=(), media_root=""):
+    """Sites that serve the domain or claim default_server. For the domain's site, each location's fate in the
+    bundle's server (site_locations), given the locations the inventory carries over and its media root."""
     found = []
     for path in sorted(glob.glob(f"{nginx}/sites-enabled/*") + glob.glob(f"{nginx}/conf.d/*.conf")):
         target = os.path.realpath(path)
@@ -170,14 +282,14 @@ def nginx_findings(domain, site_file, nginx="/etc/nginx"):
             what = f"a site for {', '.join(sorted(names)) or 'any name'}"
             if locations:
                 what += f" with locations {', '.join(locations)}"
+            extra = {}
             if serves:
-                action = (
-                    f"shadowed by the bundle's server for {domain} (conf.d is read first): "
-                    "only /ws/, /static/, /media/, /api/auth/token/ and / would answer"
-                )
+                action = f"shadowed by the bundle's server for {domain} (conf.d is read first), where"
+                extra["locations"] = site_locations(text, domain, {"carried": set(carried), "media_root": media_root})
+                action += "".join(f"\n    location {each['location']}: {each['fate']}" for each in extra["locations"])
             else:
                 action = f"kept, but its default_server ({', '.join(defaults)}) clashes with the bundle's"
-            found.append(finding("nginx", path, what, action, paths))
+            found.append(finding("nginx", path, what, action, paths, **extra))
     return found
 
 
@@ -322,7 +434,9 @@ def survey(args):
         found += home_findings(args.app_user, args.app_home, set(args.removed.split(",")), set(args.kept.split(",")))
         found += unit_findings(args.service)
     if "web" in groups:
-        found += nginx_findings(args.domain, args.site_file)
+        found += nginx_findings(
+            args.domain, args.site_file, carried=json.loads(args.carried), media_root=args.media_root
+        )
     if "redis" in groups:
         found += redis_findings(args.redis_port, args.layer_prefix)
     if "db" in groups:
@@ -341,6 +455,8 @@ def main():
     parser.add_argument("--service", default="gunicorn")
     parser.add_argument("--domain", default="")
     parser.add_argument("--site-file", default="/etc/nginx/conf.d/nurcrm.conf")
+    parser.add_argument("--carried", default="[]", help="the locations of nginx_extra_locations, a JSON list")
+    parser.add_argument("--media-root", default="", help="where the bundle's /media/ serves from, if anywhere")
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--layer-prefix", default="asgi")
     parser.add_argument("--database", default="nurcrm")
