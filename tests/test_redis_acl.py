@@ -76,3 +76,30 @@ def test_a_projects_cache_is_allowed_when_named(tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_each_other_client_gets_its_own_user_with_its_own_keys(tmp_path):
+    """redis_extra_users: the CRM's Celery broker keeps working as its own user, and only on its keys."""
+    celery = {"name": "celery", "password": "s3cret-celery", "keys": ["celery*", "_kombu*", "unacked*"]}
+    reader = {"name": "reports", "password": "s3cret-reports", "keys": ["report:*"], "commands": ["@read"]}
+    process, client = serve(tmp_path, render(tmp_path, redis_extra_users=[celery, reader]))
+    try:
+        broker = redis.Redis(port=client.connection_pool.connection_kwargs["port"], username="celery",
+                             password="s3cret-celery")  # fmt: skip
+        broker.lpush("celery", "task")
+        assert broker.brpop("celery", 1) == (b"celery", b"task")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            broker.set("asgi:probe", "1")  # not the channel layer's keys
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            broker.flushall()  # nor the dangerous commands
+        reports = redis.Redis(port=broker.connection_pool.connection_kwargs["port"], username="reports",
+                              password="s3cret-reports")  # fmt: skip
+        assert reports.get("report:daily") is None
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            reports.set("report:daily", "1")  # @read only
+        with pytest.raises(redis.exceptions.AuthenticationError):
+            redis.Redis(port=broker.connection_pool.connection_kwargs["port"]).ping()  # the default user stays off
+        assert "s3cret" not in (tmp_path / "users.acl").read_text()
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -5,6 +5,11 @@ The scenario proves both on a real hand-built server (molecule/handbuilt/tests/t
 import importlib.util
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -176,6 +181,43 @@ def test_locations_carried_by_the_inventory_and_a_media_root_lose_nothing_and_a_
     assert fates(located)["/"] == fates(located)["/api/"] == "answered as today by the bundle's location /"
     assert [each["location"] for each in located if each["lost"]] == ["= /robots.txt"]
     assert survey.site_locations(proxied, "wiki.nurcrm.kg", carried) == []  # another name's server
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server (scripts/setup.sh)")
+def test_redis_clients_are_named_by_their_program_and_the_apps_told_apart(tmp_path):
+    """A real Redis with two programs connected: a worker of another program (a Celery stand-in) and an app
+    server (a gunicorn stand-in, by its command line); the survey names each by its process, not itself."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    hold = "# {}\nimport redis, sys, time; r = redis.Redis(port={}); r.ping(); print(1, flush=True); time.sleep(60)"
+    clients = []
+    try:
+        for program in ("celery", "gunicorn"):
+            deadline = time.monotonic() + 10
+            while True:
+                client = subprocess.Popen(
+                    [sys.executable, "-c", hold.format(program, port)], stdout=subprocess.PIPE, text=True
+                )
+                if client.stdout.readline().strip() == "1":
+                    break
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.1)
+            clients.append(client)
+        found = survey.redis_clients(port)
+        assert len(found) == 2, found
+        celery, gunicorn = ([each for each in found if f"(pid {client.pid}: " in each["program"]] for client in clients)
+        assert len(celery) == len(gunicorn) == 1, found
+        assert celery[0]["program"].startswith("python") and not celery[0]["app"]
+        assert gunicorn[0]["app"]  # an app server by its command line: the bundle's app replaces it
+    finally:
+        for process in [*clients, server]:
+            process.terminate()
+            process.wait(10)
 
 
 def test_a_packages_configuration_as_debian_left_it_is_not_the_operators(tmp_path):

@@ -20,6 +20,7 @@ testinfra_hosts = ["ansible://crm.nurcrm.test"]
 
 HOST = "crm.nurcrm.test"
 MARKER = "/var/lib/nurcrm/host.json"
+CELERY = "crm-celery-standin"  # another program of the CRM's on its Redis
 # The database's rows: pg_dump's data, without its random \\restrict key of each run.
 ROWS = (
     "runuser -u postgres -- pg_dump --data-only --exclude-table=django_session nurcrm_prod"
@@ -100,17 +101,24 @@ def test_check_diff_shows_the_same_plan_and_changes_nothing(host, inventory, bef
 def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_changed(
     host, inventory, before, site, token
 ):
-    # The site's frontend at /, its API and its uploads would stop answering: the takeover stops, naming them,
-    # and suggests the variables that carry them over; given those, it goes on.
-    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
-    assert rc != 0 and f"{HOST}: the bundle's server for app.nurcrm.test would no longer answer /, /api/, /media/" in (
-        " ".join(output.split())
-    ), output[-3000:]
-    assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
-    assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
-    carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
-    (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))
-    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+    # The site's frontend at /, its API and its uploads would stop answering, and Redis would refuse another
+    # program of the CRM's (a stand-in for its Celery worker): the takeover stops before the backup, naming
+    # them, and suggests the variables that carry the locations over; given those, and told to let the other
+    # program be refused, it goes on.
+    host.check_output(f"systemd-run --unit={CELERY} redis-cli -p 6379 SUBSCRIBE celery")
+    try:
+        rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+        said = " ".join(output.split())
+        assert rc != 0 and "nothing was changed: app.nurcrm.test would no longer answer /, /api/, /media/" in said
+        assert "Redis would refuse its other clients (redis-cli (pid " in said, output[-3000:]
+        assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
+        assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+        carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
+        (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))
+        rc, output = playbook("-i", inventory, "-e", "takeover=true", "-e", "takeover_refuse_redis_clients=true",
+                              playbook="playbooks/takeover.yml")  # fmt: skip
+    finally:
+        host.run(f"systemctl stop {CELERY}")
     assert rc == 0, output[-3000:]
     assert "location /: carried over by nginx_extra_locations" in output, output[-3000:]
     marker = json.loads(host.file(MARKER).content_string)

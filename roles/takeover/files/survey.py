@@ -340,22 +340,50 @@ def redis_findings(port, layer_prefix):
         return found
     keys = sum(int(n) for n in re.findall(r"keys=(\d+)", info))
     code, sample = run(["redis-cli", "-p", str(port), "--scan", "--count", "1000"], timeout=10)
-    others = sorted({key.split(":")[0] for key in sample.splitlines() if not key.startswith(layer_prefix)})
-    code, clients = run(["redis-cli", "-p", str(port), "CLIENT", "LIST"], timeout=5)
-    count = max(0, len(clients.splitlines()) - 1)  # without this survey's own connection
-    if keys or count:
-        what = f"{keys} keys" + (f" ({', '.join(others[:5])}… beyond the channel layer's)" if others else "")
-        what += f", {count} other clients connected"
+    prefixes = sorted({key.split(":")[0] for key in sample.splitlines() if not key.startswith(layer_prefix)})
+    clients = redis_clients(port)
+    others = sorted({c["program"] for c in clients if not c["app"]})
+    if keys or clients:
+        what = f"{keys} keys" + (f" ({', '.join(prefixes[:5])}… beyond the channel layer's)" if prefixes else "")
+        what += f", {len(clients)} clients connected"
+        if others:
+            what += f", of which not the app's: {'; '.join(others)}"
         found.append(
             finding(
                 "redis",
                 "Redis data and clients",
                 what,
-                "clients other than the app's are refused (NOAUTH) once the ACL is in place",
+                "the app's clients are replaced by the bundle's app; any other client is refused (NOAUTH) once the "
+                "ACL is in place, unless redis_extra_users gives it a user",
                 redis_port=port,
+                redis_clients=others,
             )
         )
     return found
+
+
+def redis_clients(port):
+    """Redis's clients but this survey, each named by the program at the other end of its connection (ss)."""
+    code, listing = run(["redis-cli", "-p", str(port), "CLIENT", "LIST"], timeout=5)
+    if code != 0:
+        return []
+    code, sockets = run(["ss", "-Htnp", "state", "established"], timeout=5)
+    pids = {}
+    for line in sockets.splitlines():
+        fields = line.split()
+        match = re.search(r'users:\(\("([^"]+)",pid=(\d+)', line)
+        if match and len(fields) >= 3:
+            pids[fields[2]] = (match[1], int(match[2]))  # the client's own address: its process
+    clients = []
+    for line in listing.splitlines():
+        client = dict(field.split("=", 1) for field in line.split() if "=" in field)
+        if client.get("cmd") == "client|list":
+            continue  # this survey
+        name, pid = pids.get(client.get("addr", ""), ("", 0))
+        command = " ".join(read(f"/proc/{pid}/cmdline").split("\0")).strip()[:100] if pid else ""
+        program = f"{name} (pid {pid}: {command})" if pid else f"a client at {client.get('addr', '?')}"
+        clients.append({"program": program, "app": bool(APP_SERVERS.search(command)), "db": client.get("db")})
+    return clients
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------------
