@@ -47,8 +47,10 @@ PLAN = (
     "redis: Redis data and clients: ",
 )
 
-# What the plan suggests for this site, as the operator puts it in the inventory.
+# What the plan says the inventory needs for this server: the CRM's database, and the site's locations as the
+# plan suggests them.
 CARRIED = {
+    "postgresql_database": "nurcrm_prod",
     "nurcrm_media_root": "/var/lib/nurcrm/media",
     "nginx_extra_locations": [
         {
@@ -111,6 +113,7 @@ def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_chan
         said = " ".join(output.split())
         assert rc != 0 and "nothing was changed: app.nurcrm.test would no longer answer /, /api/, /media/" in said
         assert "Redis would refuse its other clients (redis-cli (pid " in said, output[-3000:]
+        assert "the app would start on a new, empty database nurcrm while nurcrm_prod hold" in said, output[-3000:]
         assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
         assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
         carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
