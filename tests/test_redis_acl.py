@@ -2,35 +2,25 @@
 itself), loaded by a real redis-server: the channel layer's keys and channels only, and a project's other
 uses (a cache, say) only when redis_app_extra_* name them (docs/project.md)."""
 
-import json
 import shutil
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests import rendering
+
 PASSWORD = "s3cret-app"
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server (scripts/setup.sh)")
 
 
 def render(tmp_path, **extra):
-    """users.acl.j2 with the redis role's defaults and the wiring's prefix, as the role renders it."""
-    variables = yaml.safe_load((ROOT / "roles" / "redis" / "defaults" / "main.yml").read_text())
-    variables |= {"redis_app_user": "nurcrm", "redis_app_key_prefix": "asgi", "redis_password": PASSWORD}
+    """users.acl.j2 as the role renders it, with the wiring's prefix."""
+    variables = {"redis_app_user": "nurcrm", "redis_app_key_prefix": "asgi", "redis_password": PASSWORD}
     variables |= {"redis_sentinel": False, "redis_monitor_password": "", **extra}
-    (tmp_path / "vars.json").write_text(json.dumps(variables))
-    acl = tmp_path / "users.acl"
-    src = ROOT / "roles" / "redis" / "templates" / "users.acl.j2"
-    ansible = str(Path(sys.executable).parent / "ansible")
-    task = ["-m", "ansible.builtin.template", "-a", f"src={src} dest={acl}", "-e", f"@{tmp_path / 'vars.json'}"]
-    subprocess.run([ansible, "localhost", "-c", "local", *task], check=True, capture_output=True, cwd=ROOT)
-    return acl
+    return rendering.render(tmp_path, "redis", "users.acl.j2", **variables)
 
 
 def serve(tmp_path, acl):
