@@ -40,7 +40,7 @@ PLAN = (
     "location /media/: LOST: set nurcrm_media_root",
     "location /ws/: answered by the bundle's WebSocket proxy",
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
-    "at database nurcrm instead (set postgresql_database: nurcrm_prod to keep using it)",
+    "at database nurcrm instead (set nurcrm_database: nurcrm_prod to keep using it)",
     "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
     "redis: /etc/redis/redis.conf: Debian's redis.conf -> rewritten: only the bundle's ACL users may connect; any "
     "other client gets NOAUTH (nothing of the operator's is lost)",
@@ -50,7 +50,7 @@ PLAN = (
 # What the plan says the inventory needs for this server: the CRM's database, and the site's locations as the
 # plan suggests them.
 CARRIED = {
-    "postgresql_database": "nurcrm_prod",
+    "nurcrm_database": "nurcrm_prod",
     "nurcrm_media_root": "/var/lib/nurcrm/media",
     "nginx_extra_locations": [
         {

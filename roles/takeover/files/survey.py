@@ -403,7 +403,7 @@ def postgresql_findings(database, db_user):
         else:
             action = (
                 f"left as is, but the app is pointed at database {database} instead "
-                f"(set postgresql_database: {name} to keep using it)"
+                f"(set nurcrm_database: {name} to keep using it)"
             )
         found.append(
             finding("postgresql", f"database {name}", "a database with the operator's rows", action, database=name)
