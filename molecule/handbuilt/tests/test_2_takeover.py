@@ -45,6 +45,7 @@ PLAN = (
     "redis: /etc/redis/redis.conf: Debian's redis.conf -> rewritten: only the bundle's ACL users may connect; any "
     "other client gets NOAUTH (nothing of the operator's is lost)",
     "redis: Redis data and clients: ",
+    "clients connected, of which not the app's: redis-cli (pid ",
 )
 
 # What the plan says the inventory needs for this server: the CRM's database, and the site's locations as the
@@ -78,7 +79,16 @@ def inventory(host, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def before(host):
+def celery(host):
+    """Another program of the CRM's on its Redis (a stand-in for its Celery worker), for as long as the module
+    needs it (the takeover's test stops it once the takeover was told to let it be refused)."""
+    host.check_output(f"systemd-run --unit={CELERY} redis-cli -p 6379 SUBSCRIBE celery")
+    yield CELERY
+    host.run(f"systemctl stop {CELERY}")
+
+
+@pytest.fixture(scope="module")
+def before(host, celery):
     return host.check_output(CHECKSUMS), host.check_output(ROWS)
 
 
@@ -106,22 +116,18 @@ def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_chan
     # The site's frontend at /, its API and its uploads would stop answering, and Redis would refuse another
     # program of the CRM's (a stand-in for its Celery worker): the takeover stops before the backup, naming
     # them, and suggests the variables that carry the locations over; given those, and told to let the other
-    # program be refused, it goes on.
-    host.check_output(f"systemd-run --unit={CELERY} redis-cli -p 6379 SUBSCRIBE celery")
-    try:
-        rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
-        said = " ".join(output.split())
-        assert rc != 0 and "nothing was changed: app.nurcrm.test would no longer answer /, /api/, /media/" in said
-        assert "Redis would refuse its other clients (redis-cli (pid " in said, output[-3000:]
-        assert "the app would start on a new, empty database nurcrm while nurcrm_prod hold" in said, output[-3000:]
-        assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
-        assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
-        carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
-        (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))
-        rc, output = playbook("-i", inventory, "-e", "takeover=true", "-e", "takeover_refuse_redis_clients=true",
-                              playbook="playbooks/takeover.yml")  # fmt: skip
-    finally:
-        host.run(f"systemctl stop {CELERY}")
+    # program be refused, it goes on (the stand-in is the module's fixture `before` asked for).
+    rc, output = playbook("-i", inventory, "-e", "takeover=true", playbook="playbooks/takeover.yml")
+    said = " ".join(output.split())
+    assert rc != 0 and "nothing was changed: app.nurcrm.test would no longer answer /, /api/, /media/" in said
+    assert "Redis would refuse its other clients (redis-cli (pid " in said, output[-3000:]
+    assert "the app would start on a new, empty database nurcrm while nurcrm_prod hold" in said, output[-3000:]
+    assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
+    assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
+    carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
+    (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))
+    rc, output = playbook("-i", inventory, "-e", "takeover=true", "-e", "takeover_refuse_redis_clients=true",
+                          playbook="playbooks/takeover.yml")  # fmt: skip
     assert rc == 0, output[-3000:]
     assert "location /: carried over by nginx_extra_locations" in output, output[-3000:]
     marker = json.loads(host.file(MARKER).content_string)
