@@ -11,6 +11,7 @@ F811).
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -78,6 +79,22 @@ async def tables_via_rest(site, token):
     _, tables = await asyncio.to_thread(request, site, "GET", "/api/cafe/tables/", token)
     tables = tables["results"] if isinstance(tables, dict) else tables
     return {t["id"]: t["status"] for t in tables}
+
+
+RECAP = re.compile(r"(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
+
+
+def recap(output):
+    """ansible-playbook's PLAY RECAP, per host: {host: {"ok", "changed", "unreachable", "failed"}}."""
+    last = output.rsplit("PLAY RECAP", 1)[-1]
+    keys = ("ok", "changed", "unreachable", "failed")
+    return {host: dict(zip(keys, map(int, counts), strict=True)) for host, *counts in RECAP.findall(last)}
+
+
+def changed_tasks(output, host):
+    """The tasks that reported `changed` on this host, by name, in the order they ran."""
+    tasks = re.split(r"\bTASK \[", output)[1:]
+    return [task.split("]", 1)[0] for task in tasks if f"changed: [{host}]" in task]
 
 
 def playbook(*args, playbook="site.yml"):

@@ -75,16 +75,17 @@ def test_an_app_host_that_does_not_answer_is_named_and_the_others_are_walked(inv
     wait_healthy(inventory)
 
 
-# An app host's channel layer on its own: (env setting, value) -> the check that must name that host.
+# An app host's channel layer on its own: (env setting, value) -> the check that must name that host, and
+# whether the doctor's fix is run too (both fixes rerun the app layer on both hosts: once is proof enough).
 ELSEWHERE = {
-    "another prefix": (("CHANNEL_LAYER_PREFIX", "asgi2"), "app_hosts_agree_on_redis"),
-    "another master name": (("REDIS_MASTER_NAME", "other"), "redis_reachable"),
+    "another prefix": (("CHANNEL_LAYER_PREFIX", "asgi2"), "app_hosts_agree_on_redis", True),
+    "another master name": (("REDIS_MASTER_NAME", "other"), "redis_reachable", False),
 }
 
 
 @pytest.mark.parametrize("case", ELSEWHERE)
 def test_an_app_host_on_another_channel_layer_is_named_and_its_fix_restores_it(inventory, apps, case):
-    (key, value), check = ELSEWHERE[case]
+    (key, value), check, fixed_by_the_doctor = ELSEWHERE[case]
     app = apps[-1]
     kept = app.check_output(f"grep '^{key}=' {ENV_FILE}")
     app.check_output(f"sed -i \"s/^{key}=.*/{key}='{value}'/\" {ENV_FILE} && systemctl restart gunicorn")
@@ -95,6 +96,8 @@ def test_an_app_host_on_another_channel_layer_is_named_and_its_fix_restores_it(i
         # reruns the app layer on both.
         limit = first["fix"].split("--limit ", 1)[1].split()[0].split(",")
         assert first["check"] == check and app.name in first["host"].split(",") and app.name in limit, first
+        if not fixed_by_the_doctor:
+            return
         code, fixed = doctor_fix(inventory)
         assert fixed["rerun"]["rc"] == 0 and fixed["rerun"]["changed"], fixed["rerun"]
         assert code == 0 and fixed["after"]["healthy"], failing(fixed["after"])

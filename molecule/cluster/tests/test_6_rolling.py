@@ -18,6 +18,7 @@ from conftest import ROOT, until_balanced
 
 from bench.rolling import app_variant
 from bench.screens import Load
+from tools.fixtures import changed_tasks, recap
 
 SCREENS = 300
 STORM_BACK_S = 20  # every screen of a restarted host is back within this (backoff capped at 8 s)
@@ -99,6 +100,12 @@ def test_a_rolling_deploy_of_a_changed_release_goes_unnoticed(inventory, site, t
         then=lambda: until_balanced(apps),
     )
     assert rc == 0, output[-3000:]
+    # The scenario's second run of site.yml (it has no idempotence step): it changes the app hosts' release
+    # and nothing on any other host.
+    others = {host: counts for host, counts in recap(output).items() if host not in {a.name for a in apps}}
+    assert len(others) == len(recap(output)) - len(apps) > 0, output[-3000:]
+    unsettled = {host: changed_tasks(output, host) for host, counts in others.items() if counts["changed"]}
+    assert not unsettled, f"a second site.yml changed hosts whose release it does not change: {unsettled}"
     print(f"after the roll: sockets {before_spread} -> {balanced} in {balance_s:.0f} s")
     after = running(apps)
     new = {release for release, _ in after.values()}

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
-from conftest import ROOT, SERVICE, close_code, playbook, receive, request, socket_to
+from conftest import ROOT, SCENARIO, SERVICE, close_code, playbook, receive, request, socket_to
 from websockets.exceptions import InvalidStatus
 
 from doctor.walk import walk
@@ -527,6 +527,10 @@ def recorded_commands(host):
     return text.splitlines()
 
 
+# The redeploy below takes minutes: it runs where the deploy goes over SSH and sudo, as in production.
+over_ssh_only = pytest.mark.skipif(SCENARIO != "production", reason="the redeploy is the production scenario's")
+
+
 @pytest.fixture(scope="module")
 def redeployed(app, redis_host, app_env_file, inventory, pytestconfig, secrets):
     """Remove the files that hold secrets and redeploy them with --diff -vvv, then walk the doctor, recording
@@ -544,6 +548,7 @@ def redeployed(app, redis_host, app_env_file, inventory, pytestconfig, secrets):
     return returncode, output, commands
 
 
+@over_ssh_only
 def test_no_secret_is_in_the_playbooks_output_even_with_diff(redeployed, secrets):
     """Remove the files that hold secrets, redeploy them with --diff -vvv: nothing secret is printed."""
     returncode, output, _ = redeployed
@@ -552,6 +557,7 @@ def test_no_secret_is_in_the_playbooks_output_even_with_diff(redeployed, secrets
     assert not [s for s in secrets if s in output], "a secret is in ansible-playbook's output"
 
 
+@over_ssh_only
 def test_no_secret_is_on_a_command_line_during_a_redeploy_and_a_doctor_walk(redeployed, secrets):
     """Every process list shows arguments: the Redis and database clients that the roles and the doctor run
     (recorded, however short-lived) and every other process (sampled) get their secrets otherwise."""

@@ -23,6 +23,12 @@ def variant(tmp_path_factory):
     return lambda name, broken=False: app_variant(tmp_path_factory.mktemp(name), name, broken)
 
 
+@pytest.fixture(scope="module")
+def started_on(app):
+    """The release the converge started gunicorn's master on (read before this module deploys any)."""
+    return running(app)[0]
+
+
 def running(app):
     release = os.path.basename(app.check_output("readlink /opt/nurcrm/current"))
     return release, app.check_output(f"systemctl show -p MainPID --value {SERVICE}")
@@ -41,7 +47,7 @@ def under_load(site, token, first_address, action):
     return asyncio.run(scenario())
 
 
-def test_the_hello_names_the_release_current_links_to(app, site, token):
+def test_the_hello_names_the_release_current_links_to(app, site, token, started_on):
     async def hello():
         async with Load(site, token, 1, 9000) as load:
             return load.screens[0].release
@@ -65,6 +71,21 @@ def test_a_changed_release_goes_out_by_graceful_reload_unnoticed(app, inventory,
     assert figures["reconnected"] == SCREENS  # the old workers closed every socket, and each came back
 
 
+def test_reloads_outlive_the_release_gunicorn_started_on(app, inventory, variant, started_on):
+    """Keeping two releases, the deploy after the changed one removes the release gunicorn's master started on;
+    its reloads go on (gunicorn checks the folder it started in on every reload: the unit starts it outside the
+    releases)."""
+    master = running(app)[1]
+    settings = f'{{"app_releases_kept": 2, "app_source_dir": "{variant("pruned")}"}}'
+    rc, output = playbook("-i", inventory, "-e", settings, playbook="playbooks/app.yml")
+    assert rc == 0, output[-2000:]
+    release, now = running(app)
+    kept = app.check_output("ls /opt/nurcrm/releases").split()
+    assert now == master and len(kept) == 2 and started_on not in kept, (master, now, kept, started_on)
+    reports = app.check_output(f"cat /run/{SERVICE}/worker-*.json")
+    assert reports.count(f'"release": "{release}"') == 3, reports
+
+
 def test_a_rollback_goes_back_the_same_way(app, inventory, site, token):
     before = running(app)
     (rc, output), figures, stale = under_load(
@@ -86,18 +107,3 @@ def test_a_release_that_fails_its_check_is_switched_back_and_the_run_fails_namin
     assert running(app)[0] == before[0]
     reports = app.check_output(f"cat /run/{SERVICE}/worker-*.json")
     assert reports.count(f'"release": "{before[0]}"') == 3, reports
-
-
-def test_reloads_outlive_the_release_gunicorn_started_on(app, inventory, variant):
-    """Keeping two releases, two deploys remove the release gunicorn's master started on; its reloads go on
-    (gunicorn checks the folder it started in on every reload: the unit starts it outside the releases)."""
-    master = running(app)[1]
-    for name in ("pruned-1", "pruned-2"):
-        source = variant(name)
-        settings = f'{{"app_releases_kept": 2, "app_source_dir": "{source}"}}'
-        rc, output = playbook("-i", inventory, "-e", settings, playbook="playbooks/app.yml")
-        assert rc == 0, output[-2000:]
-    release, now = running(app)
-    assert now == master and app.check_output("ls /opt/nurcrm/releases | wc -l") == "2"
-    reports = app.check_output(f"cat /run/{SERVICE}/worker-*.json")
-    assert reports.count(f'"release": "{release}"') == 3, reports
