@@ -17,10 +17,12 @@ demo: setup
 doctor: setup
 	nurcrm-doctor -i inventory/local
 
-# Every test: lints, the app's, the roles' and the doctor's suites, then molecule: the checklist (default
-# scenario), the doctor's fault scenario, the production path and the cluster, each on fresh containers (one
-# scenario at a time: they share this machine's network).
-test: lint test-app test-roles test-doctor test-bench test-molecule test-handbuilt test-project test-production test-cluster
+# Every test: lints, the app's, the roles', the doctor's and the benchmark's suites, then molecule: the checklist
+# (default scenario), the hand-built server, the CRM's own project, the production path and the cluster, each on
+# fresh containers (one scenario at a time: they share this machine's network). scripts/test.sh runs the suites
+# without containers beside the default scenario's converge, and its tests once they have passed.
+test: lint
+	bash scripts/test.sh
 
 lint: setup
 	ruff check app tools molecule doctor bench tests roles/app/files roles/takeover/files

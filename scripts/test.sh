@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `make test`, after the lints: every suite and scenario of the Makefile, in its order, with one overlap. The
+# suites that need no container (make test-app test-roles test-doctor test-bench: about 9 minutes) run beside
+# the default scenario's create, converge and idempotence, where neither side asserts a time, and the default
+# scenario's tests start only once they have passed. The scenarios then run one at a time: they share this
+# machine's network.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+
+mkdir -p .cache
+suites_log=.cache/test-suites.log
+make --no-print-directory test-app test-roles test-doctor test-bench >"$suites_log" 2>&1 &
+suites=$!
+# Stopped with this script, whichever way it ends.
+trap 'kill "$suites" 2>/dev/null || true' EXIT
+
+# molecule test's sequence for the default scenario (molecule/default/molecule.yml), split at its tests.
+bash scripts/container-host.sh up
+molecule destroy
+molecule syntax
+molecule create
+molecule converge
+molecule idempotence
+
+suites_status=0
+wait "$suites" || suites_status=$?
+cat "$suites_log"
+if ((suites_status != 0)); then
+    echo "make test: the suites without containers failed (above)" >&2
+    molecule destroy
+    exit 1
+fi
+
+molecule verify
+molecule destroy
+
+make --no-print-directory test-handbuilt test-project test-production test-cluster
