@@ -20,7 +20,7 @@ doctor: setup
 # Every test: lints, the app's, the roles', the doctor's and the benchmark's suites, then molecule: the checklist
 # (default scenario), the hand-built server, the CRM's own project, the production path and the cluster, each on
 # fresh containers (one scenario at a time: they share this machine's network). scripts/test.sh runs the suites
-# without containers beside the default scenario's converge, and its tests once they have passed.
+# without containers (but the benchmark's) beside the default scenario's converge, and its tests once they pass.
 test: lint
 	bash scripts/test.sh
 
