@@ -84,16 +84,19 @@ async def tables_via_rest(site, token):
 RECAP = re.compile(r"(\S+)\s*:\s*ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)")
 
 
+COLOUR = re.compile(r"\x1b\[[0-9;]*m")  # molecule's environment forces colour on: ANSIBLE_NOCOLOR alone leaves it
+
+
 def recap(output):
     """ansible-playbook's PLAY RECAP, per host: {host: {"ok", "changed", "unreachable", "failed"}}."""
-    last = output.rsplit("PLAY RECAP", 1)[-1]
+    last = COLOUR.sub("", output).rsplit("PLAY RECAP", 1)[-1]
     keys = ("ok", "changed", "unreachable", "failed")
     return {host: dict(zip(keys, map(int, counts), strict=True)) for host, *counts in RECAP.findall(last)}
 
 
 def changed_tasks(output, host):
     """The tasks that reported `changed` on this host, by name, in the order they ran."""
-    tasks = re.split(r"\bTASK \[", output)[1:]
+    tasks = re.split(r"\bTASK \[", COLOUR.sub("", output))[1:]
     return [task.split("]", 1)[0] for task in tasks if f"changed: [{host}]" in task]
 
 
