@@ -94,5 +94,11 @@ class LocalStack:
         return "\n".join(path.read_text(errors="replace") for path in self.logs if path.exists())
 
     def stop(self):
+        """gunicorn's own stop: TERM, then the arbiter kills a worker still busy after its graceful timeout
+        (30 s), so the wait outlasts that; a stop that hangs beyond it fails with the logs."""
         self.server.terminate()
-        self.server.wait(20)
+        try:
+            self.server.wait(40)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            raise AssertionError(f"gunicorn did not stop in 40 s:\n{self.logs_text()[-4000:]}") from None
