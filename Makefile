@@ -25,8 +25,8 @@ test: lint
 	bash scripts/test.sh
 
 lint: setup
-	ruff check app tools molecule doctor bench tests roles/app/files roles/takeover/files
-	ruff format --check app tools molecule doctor bench tests roles/app/files roles/takeover/files
+	ruff check app tools molecule doctor bench tests roles/app/files roles/takeover/files playbooks/library playbooks/filter_plugins
+	ruff format --check app tools molecule doctor bench tests roles/app/files roles/takeover/files playbooks/library playbooks/filter_plugins
 	yamllint --strict .
 	ansible-lint --offline
 
