@@ -8,7 +8,17 @@ import uuid
 
 import pytest
 
-from nurcrm_realtime.balance import PAUSE_ROUNDS, STALLED_ROUNDS, Guard, Spread, Worker, heard_from, parse, plan
+from nurcrm_realtime.balance import (
+    LANDING_ROUNDS,
+    PAUSE_ROUNDS,
+    STALLED_ROUNDS,
+    Guard,
+    Spread,
+    Worker,
+    heard_from,
+    parse,
+    plan,
+)
 from tests.localstack import LocalStack
 
 RATE, INTERVAL, TOLERANCE, GRACE = 20, 2, 10, 15
@@ -85,6 +95,24 @@ def test_a_surplus_moves_sockets_only_when_seen_twice_in_a_row_without_a_move_be
     growing = Guard("app1", INTERVAL)
     spreads = [Spread({"app1": 100 + n, "app2": 0}, 50.0, 10) for n in range(4)]
     assert [growing.allow(spread) for spread in spreads] == [0] * 4, "a host still taking new sockets moves none"
+
+
+def test_a_worker_waits_for_the_sockets_it_moved_to_land_before_it_judges_again():
+    """Moved clients reconnect after their backoff: meanwhile the hosts' sockets add up to less than before
+    the move, and the fair share they give is too low. Seen in a run: app1 24 -> 12 closed; with 5 clients
+    still away it counted app1 12, app2 7 (fair share 10) and closed one more."""
+    guard = Guard("app1", INTERVAL)
+    full = Spread({"app1": 24, "app2": 0}, 12.0, 12)
+    assert [guard.allow(full), guard.allow(full)] == [0, 12]
+    away = Spread({"app1": 12, "app2": 7}, 9.5, 1)  # 5 of the 12 moved are still reconnecting
+    assert [guard.allow(away) for _ in range(3)] == [0, 0, 0]
+    landed = Spread({"app1": 12, "app2": 12}, 12.0, 0)
+    assert guard.allow(landed) == 0 and guard.landing is None
+    # Clients that never come back: it waits LANDING_ROUNDS rounds at most, then judges the spread as it is.
+    gone = Guard("app1", INTERVAL)
+    assert [gone.allow(full), gone.allow(full)] == [0, 12]
+    short = Spread({"app1": 12, "app2": 2}, 7.0, 3)
+    assert [gone.allow(short) for _ in range(LANDING_ROUNDS + 2)] == [0] * (LANDING_ROUNDS + 1) + [3]
 
 
 def test_a_worker_whose_closed_sockets_land_nowhere_pauses_and_resumes():

@@ -17,7 +17,9 @@ worker (nurcrm_realtime.asgi's lifespan runs `run()`), every WS_REBALANCE_INTERV
   restart): the host closes at most WS_REBALANCE_RATE sockets a second, each worker in proportion to its
   sockets, one at a time, spread over the interval. The documented client reconnects after a jittered
   backoff (docs/protocol.md), and nginx gives it a host with fewer: no storm, and a client is away for
-  about as long as a reconnect takes.
+  about as long as a reconnect takes;
+- after a move, only looks until the hosts' sockets add up again to their total before it, for at most
+  LANDING_ROUNDS rounds: while moved clients reconnect the total is short, and so is the fair share it gives.
 
 A host whose closed sockets land nowhere else (the others out of nginx's upstream, say) makes no
 progress: a worker that has closed sockets for STALLED_ROUNDS rounds while the other hosts gained none
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 CLOSE_MOVE = 1012  # service restart: reconnect (to a host with fewer sockets)
 STALE_ROUNDS = 3  # a worker not seen for this many intervals is gone
 STALLED_ROUNDS = 4
+LANDING_ROUNDS = 5  # rounds a worker waits at most for the sockets it moved to land (clients that never return)
 PAUSE_ROUNDS = 30
 
 _sockets = set()  # this process's open sockets (nurcrm_realtime.consumer adds and removes them)
@@ -126,8 +129,9 @@ def plan(workers, me, now, interval, rate, tolerance, grace):
 class Guard:
     """One worker's brake: it moves sockets only for a surplus seen in two rounds in a row, its host not
     growing, without a move of its own between them (every worker counts the others' sockets up to an
-    interval late: a burst of new sockets, or the ones it has just moved), and stops moving those that land
-    nowhere else."""
+    interval late: a burst of new sockets, or the ones it has just moved), waits for the sockets it moved to
+    land before it judges again (while they reconnect, the total is short and the fair share too low: a host
+    would close more than its surplus), and stops moving those that land nowhere else."""
 
     def __init__(self, host, interval):
         self.host, self.interval = host, interval
@@ -136,9 +140,17 @@ class Guard:
         self.held_before = None  # this host's sockets at the last round
         self.stalled = 0  # rounds this worker closed sockets in while the others gained none
         self.paused = 0  # rounds left to sit out
+        self.landing = None  # (the hosts' total sockets when this worker last moved some, rounds left to wait)
 
     def allow(self, spread):
         """How many of the planned closes to make this round."""
+        total = sum(spread.hosts.values())
+        if self.landing is not None:
+            before, rounds = self.landing
+            self.landing = (before, rounds - 1) if total < before and rounds > 0 else None
+            if self.landing is not None:
+                self.surplus_seen, self.held_before = False, spread.hosts.get(self.host, 0)
+                return 0
         others = sum(count for host, count in spread.hosts.items() if host != self.host)
         if (self.others is not None and others > self.others) or not spread.to_close:
             self.stalled = 0
@@ -165,8 +177,8 @@ class Guard:
             return 0
         if spread.to_close:
             self.stalled += 1
-            # What it closes lands on the others' counts up to an interval late: the next round only looks.
-            self.surplus_seen = False
+            # What it closes lands on the others' counts once the clients reconnect: until then it only looks.
+            self.surplus_seen, self.landing = False, (total, LANDING_ROUNDS)
         return spread.to_close
 
 
