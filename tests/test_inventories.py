@@ -122,6 +122,9 @@ def test_preflight_refuses_a_wiring_value_set_in_an_inventorys_group_vars_all(tm
     shutil.copytree(ROOT / "inventory" / "local", tmp_path / "inventory")
     with (tmp_path / "inventory" / "group_vars" / "all" / "vars.yml").open("a") as values:
         values.write("asgi_socket: /run/elsewhere.sock\n")
+    # A vault imported from a running app's .env holds its values !unsafe (playbooks/new-vault.yml).
+    with (tmp_path / "inventory" / "group_vars" / "all" / "vault.yml").open("a") as vault:
+        vault.write("vault_imported: !unsafe 'k{{ not a template }}'\n")
     env = dict(os.environ, ANSIBLE_NOCOLOR="1")
     done = subprocess.run(["ansible-playbook", "playbooks/preflight.yml", "-i", str(tmp_path / "inventory")],
                           cwd=ROOT, capture_output=True, text=True, env=env)  # fmt: skip
