@@ -41,7 +41,6 @@ EXAMPLES = r"""
 
 RETURN = r"""
 sha256: {description: The archive's SHA-256 (hex)., returned: always, type: str}
-members: {description: How many members the archive holds., returned: always, type: int}
 """
 
 
@@ -87,19 +86,21 @@ def pack(src, paths=(".",), exclude=()):
     return buffer.getvalue()
 
 
-def write(dest, data):
-    """Write `data` to `dest` (through a temporary file) unless it holds them already; whether it wrote."""
+def holds(dest, data):
+    """Whether `dest` holds exactly `data`."""
     try:
         with open(dest, "rb") as f:
-            if f.read() == data:
-                return False
+            return f.read() == data
     except FileNotFoundError:
-        pass
+        return False
+
+
+def write(dest, data):
+    """Write `data` to `dest`, through a temporary file."""
     os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
     with open(dest + ".part", "wb") as f:
         f.write(data)
     os.replace(dest + ".part", dest)
-    return True
 
 
 def main():
@@ -117,10 +118,10 @@ def main():
         data = pack(params["src"], params["paths"], params["exclude"])
     except OSError as error:
         module.fail_json(msg=f"cannot pack {params['src']}: {error}")
-    changed = write(params["dest"], data) if not module.check_mode else True
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        count = len(tar.getmembers())
-    module.exit_json(changed=changed, sha256=hashlib.sha256(data).hexdigest(), members=count, dest=params["dest"])
+    changed = not holds(params["dest"], data)
+    if changed and not module.check_mode:
+        write(params["dest"], data)
+    module.exit_json(changed=changed, sha256=hashlib.sha256(data).hexdigest(), dest=params["dest"])
 
 
 if __name__ == "__main__":
