@@ -96,7 +96,7 @@ def test_units_and_supervisor_programs_that_run_an_app_server_are_found(tmp_path
     assert found["celery.conf"]["found"] == "supervisor program celery"
 
 
-def test_a_site_for_the_domain_is_shadowed_and_a_default_server_clashes_and_other_sites_are_left(tmp_path):
+def test_a_site_for_the_domain_is_taken_out_and_a_default_server_clashes_and_other_sites_are_left(tmp_path):
     nginx = tmp_path / "nginx"
     crm = write(
         nginx / "sites-available" / "crm",
@@ -110,7 +110,9 @@ def test_a_site_for_the_domain_is_shadowed_and_a_default_server_clashes_and_othe
     found = by_thing(survey.nginx_findings("app.nurcrm.kg", "/etc/nginx/conf.d/nurcrm.conf", str(nginx)))
     assert set(found) == {"crm", "catchall"}
     assert found["crm"]["found"] == "a site for app.nurcrm.kg, www.nurcrm.kg with locations /, /media/, ~ ^/api/"
-    assert found["crm"]["action"].startswith("shadowed by the bundle's server for app.nurcrm.kg")
+    assert found["crm"]["action"].startswith("taken out of sites-enabled (its map and upstream would clash); the "
+                                             "bundle's server for app.nurcrm.kg answers in its place")  # fmt: skip
+    assert found["crm"]["site_off"] == str(nginx / "sites-enabled" / "crm")  # the link: sites-available keeps it
     assert [each["location"] for each in found["crm"]["locations"]] == ["/", "/media/", "~ ^/api/"]
     assert found["crm"]["paths"] == sorted([str(nginx / "sites-enabled" / "crm"), str(crm)])
     assert found["catchall"]["action"] == "kept, but its default_server (80) clashes with the bundle's"
@@ -174,6 +176,12 @@ def test_locations_carried_by_the_inventory_and_a_media_root_lose_nothing_and_a_
     located = survey.site_locations(site, "app.nurcrm.kg", carried)
     assert not [each for each in located if each["lost"]], located
     assert fates(located)["/media/"] == "answered from /srv/nurcrm/media"
+    # Its files are copied there by the takeover, from the folder the site serves them from.
+    assert [each.get("media_from") for each in located if each["location"] == "/media/"] == ["/home/nur/app/media"]
+    assert "the takeover copies its files there" in [e["fate"] for e in located if e["location"] == "/media/"][0]
+    rooted = site.replace("alias /home/nur/app/media/;", "root /home/nur/app;")
+    assert [e.get("media_from") for e in survey.site_locations(rooted, "app.nurcrm.kg", carried)
+            if e["location"] == "/media/"] == ["/home/nur/app/media"]  # fmt: skip
     # A site whose / is the app already: the bundle's / answers it and every other prefix proxied to the app.
     proxied = site.replace("root /var/www/nurcrm-frontend;", "proxy_pass http://django_asgi;")
     proxied = proxied.replace("try_files $uri /index.html;", "")
@@ -214,6 +222,10 @@ def test_redis_clients_are_named_by_their_program_and_the_apps_told_apart(tmp_pa
         assert len(celery) == len(gunicorn) == 1, found
         assert celery[0]["program"].startswith("python") and not celery[0]["app"]
         assert gunicorn[0]["app"]  # an app server by its command line: the bundle's app replaces it
+        # The default user as they use it: the takeover keeps it for them until the apps run the bundle's release.
+        if Path("/etc/redis/redis.conf").is_file():
+            default = survey.redis_findings(port, "asgi")[0]["redis_default"]
+            assert default.startswith("user default on nopass ") and "+@all" in default, default
     finally:
         for process in [*clients, server]:
             process.terminate()

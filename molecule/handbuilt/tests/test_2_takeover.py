@@ -34,7 +34,7 @@ PLAN = (
     "app: /home/nur/venv: a virtualenv -> removed by the app role",
     "asgi: /etc/systemd/system/gunicorn.service: a unit of its own (/home/nur/venv/bin/gunicorn core.asgi:application",
     "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
-    "shadowed by the bundle's server for app.nurcrm.test",
+    "taken out of sites-enabled (its map and upstream would clash); the bundle's server for app.nurcrm.test answers",
     "location /: LOST (the bundle's / proxies everything to the app) unless carried over",
     "location /api/: LOST unless carried over",
     "location /media/: LOST: set nurcrm_media_root",

@@ -223,7 +223,8 @@ def location_fate(spec, directives, to_app, bundle):
         return f"answered by {BUNDLE_LOCATIONS[spec]}", None, False
     if spec == "/media/":
         if bundle["media_root"]:
-            return f"answered from {bundle['media_root']} (nurcrm_media_root): move its files there", None, False
+            moved = "the takeover copies its files there" if media_folder(spec, directives) else "move its files there"
+            return f"answered from {bundle['media_root']} (nurcrm_media_root): {moved}", None, False
         return "LOST: set nurcrm_media_root (docs/project.md) and move its files there", None, True
     if to_app and not bundle["root_replaced"] and not spec.startswith(("~", "=")):
         return "answered as today by the bundle's location / (proxied to the app)", None, False
@@ -235,6 +236,17 @@ def location_fate(spec, directives, to_app, bundle):
         return "carried over by nginx_extra_locations", carried, False
     instead = " (the bundle's / proxies everything to the app)" if spec == "/" else ""
     return f"LOST{instead} unless carried over: add it to nginx_extra_locations (suggested below)", carried, True
+
+
+def media_folder(spec, directives):
+    """The folder a location serves its files from (`alias`, or `root` plus the location), or ""."""
+    for directive in directives:
+        words = directive.split()
+        if len(words) == 2 and words[0] == "alias":
+            return words[1].strip("\"'").rstrip("/")
+        if len(words) == 2 and words[0] == "root":
+            return words[1].strip("\"'").rstrip("/") + "/" + spec.strip("/")
+    return ""
 
 
 def site_locations(text, domain, bundle):
@@ -255,6 +267,8 @@ def site_locations(text, domain, bundle):
     for spec, (directives, to_app) in found.items():
         fate, carried, lost = location_fate(spec, directives, to_app, bundle)
         located.append({"location": spec, "fate": fate, "carried": carried, "lost": lost})
+        if spec == "/media/" and bundle["media_root"] and media_folder(spec, directives):
+            located[-1]["media_from"] = media_folder(spec, directives)
     return located
 
 
@@ -284,7 +298,9 @@ def nginx_findings(domain, site_file, nginx="/etc/nginx", carried=(), media_root
                 what += f" with locations {', '.join(locations)}"
             extra = {}
             if serves:
-                action = f"shadowed by the bundle's server for {domain} (conf.d is read first), where"
+                action = f"taken out of {os.path.basename(os.path.dirname(path))} (its map and upstream would clash); "
+                action += f"the bundle's server for {domain} answers in its place, where"
+                extra["site_off"] = path
                 extra["locations"] = site_locations(text, domain, {"carried": set(carried), "media_root": media_root})
                 action += "".join(f"\n    location {each['location']}: {each['fate']}" for each in extra["locations"])
             else:
@@ -338,6 +354,12 @@ def redis_findings(port, layer_prefix):
             )
         )
         return found
+    # The default user as it is (the hand-made clients connect as it): kept until the apps run the bundle's
+    # release, so that they keep Redis until then (roles/redis: users.acl.j2, tasks/default_off.yml).
+    code, rules = run(["redis-cli", "-p", str(port), "--no-auth-warning", "ACL", "LIST"], timeout=5)
+    default = [rule for rule in rules.splitlines() if rule.startswith("user default on ")] if code == 0 else []
+    if default:
+        found[0]["redis_default"] = default[0]
     keys = sum(int(n) for n in re.findall(r"keys=(\d+)", info))
     code, sample = run(["redis-cli", "-p", str(port), "--scan", "--count", "1000"], timeout=10)
     prefixes = sorted({key.split(":")[0] for key in sample.splitlines() if not key.startswith(layer_prefix)})
