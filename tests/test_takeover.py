@@ -2,6 +2,7 @@
 by hand: what the survey reports and what it leaves alone, and a backup that puts back exactly what it found.
 The scenario proves both on a real hand-built server (molecule/handbuilt/tests/test_2_takeover.py)."""
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -50,7 +51,8 @@ def test_the_code_venv_and_env_in_the_app_users_home_are_found_with_what_the_app
     found = by_thing(survey.home_findings("nobody-such-user", str(home), {"app", "venv"}, {"asgi.sock"}))
     assert set(found) == {"app", "venv", "notes.txt"}
     assert found["app"]["found"] == "a Django project with a .env (the running app's secrets) with uploads (media/)"
-    assert found["app"]["action"] == "removed by the app role" == found["venv"]["action"]
+    removed = "removed after the roll, once the bundle's release serves"
+    assert found["app"]["action"] == removed == found["venv"]["action"]
     assert found["venv"]["found"] == "a virtualenv"
     assert found["notes.txt"]["action"] == "kept (the bundle's release does not use it)"
     assert found["app"]["blocks"] and not found["notes.txt"]["blocks"]  # kept: nothing of the operator's is lost
@@ -67,7 +69,7 @@ def test_debians_own_shell_files_are_not_the_operators_but_edited_ones_are(tmp_p
     assert survey.home_findings("nobody-such-user", str(home), {".bashrc"}, set()) == []
     write(home / ".bashrc", skel.read_text() + "export DJANGO_SETTINGS_MODULE=core.settings\n")
     assert [item["action"] for item in survey.home_findings("x", str(home), {".bashrc"}, set())] == [
-        "removed by the app role"
+        "removed after the roll, once the bundle's release serves"
     ]
 
 
@@ -230,6 +232,40 @@ def test_redis_clients_are_named_by_their_program_and_the_apps_told_apart(tmp_pa
         for process in [*clients, server]:
             process.terminate()
             process.wait(10)
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server (scripts/setup.sh)")
+def test_a_redis_with_a_requirepass_is_read_and_dumped_with_the_password_its_conf_gives(tmp_path):
+    """A hand-made Redis behind a requirepass: the survey signs in with the password its redis.conf gives (in the
+    environment, not on a command line), reads its keys and the default user with its password's hash, which the
+    takeover keeps until the roll; the backup's dump signs in the same way."""
+    secret = "s3cret with space"
+    conf = write(tmp_path / "redis.conf", f'port 6379\n# requirepass not-this-one\nrequirepass "{secret}"\n')
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path),
+         "--requirepass", secret],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        auth = {**os.environ, "REDISCLI_AUTH": secret}
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "SET", "cache:menu", "1"], env=auth,
+                             capture_output=True, text=True).stdout.strip() != "OK":  # fmt: skip
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.1)
+        found = survey.redis_findings(port, "asgi", conf=str(conf))
+        assert found[0]["found"] == "Redis configured by hand with a password", found
+        digest = hashlib.sha256(secret.encode()).hexdigest()
+        assert found[0]["redis_default"].startswith(f"user default on #{digest} "), found[0]["redis_default"]
+        assert "1 keys (cache… beyond the channel layer's)" in found[1]["found"], found
+        assert backup.redis_auth(str(conf))["REDISCLI_AUTH"] == secret
+        assert backup.redis_auth(str(tmp_path / "absent.conf")) is None
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def test_a_packages_configuration_as_debian_left_it_is_not_the_operators(tmp_path):

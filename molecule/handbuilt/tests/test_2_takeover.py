@@ -31,7 +31,7 @@ ROWS = (
 PLAN = (
     f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) with uploads (media/) -> removed by "
     "the app role",
-    "app: /home/nur/venv: a virtualenv -> removed by the app role",
+    "app: /home/nur/venv: a virtualenv -> removed after the roll, once the bundle's release serves",
     "asgi: /etc/systemd/system/gunicorn.service: a unit of its own (/home/nur/venv/bin/gunicorn core.asgi:application",
     "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
     "taken out of sites-enabled (its map and upstream would clash); the bundle's server for app.nurcrm.test answers",
@@ -42,8 +42,9 @@ PLAN = (
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
     "at database nurcrm instead (set nurcrm_database: nurcrm_prod to keep using it)",
     "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
-    "redis: /etc/redis/redis.conf: Debian's redis.conf -> rewritten: only the bundle's ACL users may connect; any "
-    "other client gets NOAUTH (nothing of the operator's is lost)",
+    "redis: /etc/redis/redis.conf: Debian's redis.conf -> rewritten: the bundle's ACL users, and the default user as "
+    "the hand-made clients use it until the bundle's release serves; then any other client gets NOAUTH (nothing of "
+    "the operator's is lost)",
     "redis: Redis data and clients: ",
     "clients connected, of which not the app's: redis-cli (pid ",
 )

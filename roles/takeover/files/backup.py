@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -43,6 +44,17 @@ def run(argv, **options):
     if done.returncode != 0:
         raise Failed(f"{' '.join(argv[:4])}: {(done.stderr or done.stdout).strip()[-300:]}")
     return done.stdout
+
+
+def redis_auth(conf="/etc/redis/redis.conf"):
+    """The environment redis-cli signs in with where redis.conf sets a requirepass (as survey.py reads it), else
+    None: the password never goes on a command line."""
+    try:
+        with open(conf, errors="replace") as handle:
+            match = re.search(r"^[ \t]*requirepass[ \t]+(.+?)[ \t]*$", handle.read(), re.M)
+    except OSError:
+        return None
+    return {**os.environ, "REDISCLI_AUTH": match[1].strip("\"'")} if match else None
 
 
 def sha256(path):
@@ -131,7 +143,7 @@ def make(folder, paths, databases, redis_port, user, bundle_paths):
         pass
     if redis_port:
         dump = os.path.join(folder, REDIS_DUMP)
-        run(["redis-cli", "-p", str(redis_port), "--no-auth-warning", "--rdb", dump], timeout=300)
+        run(["redis-cli", "-p", str(redis_port), "--no-auth-warning", "--rdb", dump], timeout=300, env=redis_auth())
         manifest["redis"] = {"port": redis_port, "dump": REDIS_DUMP, "sha256": sha256(dump)}
     for name in databases:
         target = os.path.join(folder, f"db-{name}.dump")

@@ -67,7 +67,7 @@ def home_findings(user, home, removed, kept):
         if name in SKELETON and not os.path.islink(path) and read(path) == read(os.path.join("/etc/skel", name)):
             continue  # Debian's own copy: nothing of the operator's in it
         what = describe_home_entry(path)
-        action = "removed by the app role" if name in removed else "kept (the bundle's release does not use it)"
+        action = "removed after the roll, once the bundle's release serves" if name in removed else "kept (the bundle's release does not use it)"
         found.append(finding("app", path, what, action, [path], blocks=name in removed))
     try:
         shell = pwd.getpwnam(user).pw_shell
@@ -326,27 +326,32 @@ def pristine(path):
 
 
 # --- Redis -----------------------------------------------------------------------------------------------
-def redis_findings(port, layer_prefix):
-    conf = "/etc/redis/redis.conf"
+def redis_password(text):
+    """The password redis.conf's `requirepass` gives the default user, or None."""
+    match = re.search(r"^[ \t]*requirepass[ \t]+(.+?)[ \t]*$", text, re.M)
+    return match[1].strip("\"'") if match else None
+
+
+def redis_findings(port, layer_prefix, conf="/etc/redis/redis.conf"):
     text = read(conf)
     if not text:
         return []
+    # With a requirepass, the survey signs in as the hand-made clients do: through the environment, never argv.
+    password = redis_password(text)
+    auth = {**os.environ, "REDISCLI_AUTH": password} if password else None
     paths = [conf, *glob.glob("/etc/redis/*.acl"), *glob.glob("/etc/redis/users.acl")]
     debians = pristine(conf)
     found = [
         finding(
             "redis",
             conf,
-            "Debian's redis.conf"
-            if debians
-            else "Redis configured by hand"
-            + (" with a password" if re.search(r"^\s*requirepass\s", text, re.M) else ""),
-            "rewritten: only the bundle's ACL users may connect; any other client gets NOAUTH",
+            "Debian's redis.conf" if debians else "Redis configured by hand" + (" with a password" if password else ""),
+            "rewritten: the bundle's ACL users, and the default user as the hand-made clients use it until the bundle's release serves; then any other client gets NOAUTH",
             paths,
             blocks=not debians,
         )
     ]
-    code, info = run(["redis-cli", "-p", str(port), "--no-auth-warning", "INFO", "keyspace"], timeout=5)
+    code, info = run(["redis-cli", "-p", str(port), "--no-auth-warning", "INFO", "keyspace"], timeout=5, env=auth)
     if code != 0 or "NOAUTH" in info or "ERR" in info[:10]:
         found.append(
             finding(
@@ -356,14 +361,16 @@ def redis_findings(port, layer_prefix):
         return found
     # The default user as it is (the hand-made clients connect as it): kept until the apps run the bundle's
     # release, so that they keep Redis until then (roles/redis: users.acl.j2, tasks/default_off.yml).
-    code, rules = run(["redis-cli", "-p", str(port), "--no-auth-warning", "ACL", "LIST"], timeout=5)
+    code, rules = run(["redis-cli", "-p", str(port), "--no-auth-warning", "ACL", "LIST"], timeout=5, env=auth)
     default = [rule for rule in rules.splitlines() if rule.startswith("user default on ")] if code == 0 else []
     if default:
         found[0]["redis_default"] = default[0]
     keys = sum(int(n) for n in re.findall(r"keys=(\d+)", info))
-    code, sample = run(["redis-cli", "-p", str(port), "--scan", "--count", "1000"], timeout=10)
-    prefixes = sorted({key.split(":")[0] for key in sample.splitlines() if not key.startswith(layer_prefix)})
-    clients = redis_clients(port)
+    # A sample of the keys (one SCAN step; its first line is the next cursor): whose they are, by prefix.
+    code, sample = run(["redis-cli", "-p", str(port), "--no-auth-warning", "SCAN", "0", "COUNT", "1000"], env=auth)
+    sample = sample.splitlines()[1:] if code == 0 else []
+    prefixes = sorted({key.split(":")[0] for key in sample if not key.startswith(layer_prefix)})
+    clients = redis_clients(port, auth)
     others = sorted({c["program"] for c in clients if not c["app"]})
     if keys or clients:
         what = f"{keys} keys" + (f" ({', '.join(prefixes[:5])}… beyond the channel layer's)" if prefixes else "")
@@ -376,7 +383,7 @@ def redis_findings(port, layer_prefix):
                 "Redis data and clients",
                 what,
                 "the app's clients are replaced by the bundle's app; any other client is refused (NOAUTH) once the "
-                "ACL is in place, unless redis_extra_users gives it a user",
+                "bundle's release serves, unless redis_extra_users gives it a user",
                 redis_port=port,
                 redis_clients=others,
             )
@@ -384,9 +391,9 @@ def redis_findings(port, layer_prefix):
     return found
 
 
-def redis_clients(port):
+def redis_clients(port, auth=None):
     """Redis's clients but this survey, each named by the program at the other end of its connection (ss)."""
-    code, listing = run(["redis-cli", "-p", str(port), "CLIENT", "LIST"], timeout=5)
+    code, listing = run(["redis-cli", "-p", str(port), "--no-auth-warning", "CLIENT", "LIST"], timeout=5, env=auth)
     if code != 0:
         return []
     code, sockets = run(["ss", "-Htnp", "state", "established"], timeout=5)
