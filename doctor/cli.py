@@ -6,6 +6,9 @@
     nurcrm-doctor -i inventory/prod --fix --check  what that rerun would change, changing nothing
     nurcrm-doctor -i inventory/prod --metrics F.prom  also write the run as metrics for node-exporter (not with --fix)
     nurcrm-doctor --list                           every check: its step, what it proves, where, what fixes it
+    nurcrm-doctor -i inventory/prod --watch -- ansible-playbook site.yml -i inventory/prod -e takeover=true
+                                                   run a command while trying the site's front page and a
+                                                   WebSocket handshake 4 times a second; how long each failed
     nurcrm-doctor -i inventory/crm --token-command 'python manage.py shell -c "..."'
                                                    a server the bundle did not deploy, with its own token
 
@@ -29,6 +32,7 @@ prints one on the app host (--token-command, or doctor_token_command in the inve
 import argparse
 import json
 import os
+import shutil
 import sys
 import textwrap
 import time
@@ -40,7 +44,8 @@ from doctor.fix import rerun
 from doctor.hosts import DoctorError, use_own_tools
 from doctor.registry import TAKEOVER, first_failure, listing
 from doctor.site import WS_PATH
-from doctor.walk import SERVICE, measured, recent_log_lines, walk
+from doctor.walk import SERVICE, gather, measured, recent_log_lines, walk
+from doctor.watch import LIMIT_S, describe, watch_command
 
 HEALTHY, BROKEN, CANNOT_LOOK = 0, 1, 2
 
@@ -80,7 +85,23 @@ def parse_args(argv):
         help="also write the run as Prometheus metrics to FILE (*.prom, for node-exporter's textfile collector), "
         "replacing it at once; nurcrm_doctor_up 0 when the doctor could not look. Not with --fix",
     )
+    parser.add_argument(
+        "--watch",
+        action="store_true",
+        help="run the command after -- while trying the site's front page and a WebSocket handshake (signed in "
+        f"with the doctor's token, when it has one); how long each failed. Exit status: the command's, else 1 "
+        f"when either failed for {LIMIT_S:g} s or more",
+    )
+    parser.add_argument("command", nargs="*", help="with --watch: the command to run (after --)")
     args = parser.parse_args(argv)
+    if args.watch and not args.command:
+        parser.exit(CANNOT_LOOK, "nurcrm-doctor: --watch needs the command to run after --\n")
+    if args.command and not args.watch:
+        parser.error(f"unrecognized arguments: {' '.join(args.command)} (a command to run goes with --watch)")
+    if args.watch and not shutil.which(args.command[0]):
+        parser.exit(CANNOT_LOOK, f"nurcrm-doctor: --watch: no command {args.command[0]} here\n")
+    if args.watch and (args.fix or args.metrics):
+        parser.exit(CANNOT_LOOK, "nurcrm-doctor: --watch goes without --fix and --metrics\n")
     if args.check and not args.fix:
         parser.error("--check goes with --fix")
     if args.metrics:
@@ -225,12 +246,37 @@ def run(args):
     return code, before
 
 
+def watched(args):
+    """--watch: the site as the walk finds it (and its token), then the command run under a watch of it. The
+    command does not run when the doctor cannot look: its interruption would go unmeasured."""
+    token = os.environ.get("NURCRM_DOCTOR_TOKEN") or None
+    options = {"ws_path": args.ws_path, "unit": args.unit, "token_command": args.token_command}
+    try:
+        facts = gather(args.inventory, user=args.user, origin=args.origin, sudo=args.sudo, token=token, **options)
+    except DoctorError as exc:
+        print(f"nurcrm-doctor: {exc}; {args.command[0]} was not run", file=sys.stderr)
+        return CANNOT_LOOK
+    token = token or facts.on(facts.session_host).probe.get("token")
+    status, found, seconds = watch_command(facts.site, token, args.command)
+    if args.json:
+        over = [name for name, each in found.items() if each["longest_s"] >= LIMIT_S]
+        data = {"command": args.command, "status": status, "seconds": seconds, "url": facts.site.url(),
+                "limit_s": LIMIT_S, "over_limit": over, "interruption": found}  # fmt: skip
+        print(json.dumps(data, indent=2))
+    else:
+        print(describe(args.command, status, found, seconds))
+    over = any(each["longest_s"] >= LIMIT_S for each in found.values())
+    return status or (BROKEN if over else HEALTHY)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.list:
         print(listing())
         return HEALTHY
     use_own_tools()
+    if args.watch:
+        return watched(args)
     code, seen = run(args)
     if args.metrics:
         try:

@@ -53,6 +53,27 @@ def test_an_unreachable_host_is_one_line_naming_it(tmp_path):
     assert one_line(err).startswith("nurcrm-doctor: host ghost.example is unreachable: "), err
 
 
+def test_watch_runs_no_command_when_the_doctor_cannot_look(tmp_path):
+    """The takeover's measure: a host that does not answer is one line, and the command is not run unmeasured."""
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    ghost.example:\n      ansible_host: 127.0.0.1\n      ansible_port: 9\n"
+        "  children:\n    web: {hosts: {ghost.example: }}\n    app: {hosts: {ghost.example: }}\n"
+        "    redis: {hosts: {ghost.example: }}\n"
+    )
+    ran = tmp_path / "ran"
+    code, out, err = doctor("-i", str(tmp_path / "hosts.yml"), "--watch", "--", "touch", str(ran))
+    assert (code, out) == (2, "") and not ran.exists()
+    assert one_line(err).endswith("; touch was not run"), err
+
+
+def test_watch_needs_a_command_that_is_there_and_a_command_needs_watch():
+    assert doctor("--watch")[0] == 2 and "--watch needs the command to run after --" in doctor("--watch")[2]
+    code, _, err = doctor("--watch", "--", "no-such-command-here")
+    assert code == 2 and one_line(err) == "nurcrm-doctor: --watch: no command no-such-command-here here"
+    code, _, err = doctor("--", "true")
+    assert code == 2 and "a command to run goes with --watch" in err
+
+
 def test_check_goes_with_fix():
     code, _, err = doctor("--check")
     assert code == 2 and "--check goes with --fix" in err

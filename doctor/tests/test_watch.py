@@ -1,4 +1,4 @@
-"""tools/interruption.py, the takeover's measure of how long the CRM stopped answering: its windows from timed
+"""doctor/watch.py, the takeover's measure of how long the CRM stopped answering: its windows from timed
 attempts, and a real HTTP server on this machine stopped for a second while a watch tries it."""
 
 import asyncio
@@ -7,7 +7,7 @@ import subprocess
 import sys
 import time
 
-from tools.interruption import Probe, Watch
+from doctor.watch import Probe, Watch, describe
 
 
 def test_a_window_runs_from_the_first_failure_to_the_next_success_and_one_left_open_to_the_end():
@@ -68,3 +68,19 @@ def test_a_server_stopped_for_a_second_is_one_window_of_about_a_second():
     # (this machine's timing is noisy: the bound only says the window closed once the server answered).
     assert 0.9 <= report["longest_s"] <= 5.0 and report["longest_s"] == report["failed_s"], report
     assert report["first_failure"].startswith(("ConnectionRefusedError", "OSError")), report
+
+
+def test_the_report_names_each_probes_longest_window_and_whether_it_kept_to_the_limit():
+    report = {
+        "GET /": {"attempts": 400, "failures": 0, "longest_s": 0.0, "failed_s": 0.0, "first_failure": ""},
+        "handshake /ws/cafe/tables/": {
+            "attempts": 380, "failures": 18, "longest_s": 10.2, "failed_s": 11.0, "first_failure": "HTTP 500",
+        },
+    }  # fmt: skip
+    lines = describe(["ansible-playbook", "site.yml"], 0, report, 120.4).splitlines()
+    assert lines[0] == "While `ansible-playbook site.yml` ran (120.4 s, exit status 0), the site failed to answer:"
+    assert lines[1].split() == "GET / longest 0.0 s, in all 0.0 s (0 of 400 attempts failed)".split()
+    assert lines[2].endswith("longest 10.2 s, in all 11.0 s (18 of 380 attempts failed); first: HTTP 500")
+    assert lines[3] == "Over the limit of 10 s: handshake /ws/cafe/tables/"
+    report["handshake /ws/cafe/tables/"]["longest_s"] = 9.9
+    assert describe(["true"], 0, report, 1.0).splitlines()[-1] == "Within the limit of 10 s."
