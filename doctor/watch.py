@@ -35,11 +35,12 @@ class Watch:
     def __init__(self, probes, every=0.1, timeout=2.0):
         self.probes, self.every, self.timeout = probes, every, timeout
         self.started = self.ended = None
+        self.clock = 0.0  # the wall clock when the watch started: windows are told by the time of day
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
 
     def __enter__(self):
-        self.started = time.monotonic()
+        self.started, self.clock = time.monotonic(), time.time()
         self._thread.start()
         return self
 
@@ -75,9 +76,13 @@ class Watch:
             found.append((opened - self.started, (self.ended or time.monotonic()) - self.started))
         return found
 
+    def time_of_day(self, offset):
+        """A moment `offset` seconds after the watch started, as HH:MM:SS (UTC), to match against a run's log."""
+        return time.strftime("%H:%M:%S", time.gmtime(self.clock + offset))
+
     def report(self):
-        """Per probe: attempts, failures, the longest window and all windows together (seconds), and the first
-        failure's reason."""
+        """Per probe: attempts, failures, the longest window and all windows together (seconds), the first
+        failure's reason, and each window: [its start as the time of day (UTC), its length]."""
         summary = {}
         for probe in self.probes:
             windows = self.windows(probe)
@@ -88,6 +93,7 @@ class Watch:
                 "longest_s": round(max((end - start for start, end in windows), default=0.0), 2),
                 "failed_s": round(sum(end - start for start, end in windows), 2),
                 "first_failure": failed[0] if failed else "",
+                "windows": [[self.time_of_day(start), round(end - start, 2)] for start, end in windows],
             }
         return summary
 
@@ -148,7 +154,9 @@ def describe(command, status, report, seconds, limit=LIMIT_S):
     lines = [f"While `{' '.join(command)}` ran ({seconds} s, exit status {status}), the site failed to answer:"]
     width = max(len(name) for name in report)
     for name, each in report.items():
-        line = f"  {name:<{width}}  longest {each['longest_s']} s, in all {each['failed_s']} s"
+        longest = max(each["windows"], key=lambda window: window[1], default=None)
+        line = f"  {name:<{width}}  longest {each['longest_s']} s" + (f" (from {longest[0]} UTC)" if longest else "")
+        line += f", in all {each['failed_s']} s"
         line += f" ({each['failures']} of {each['attempts']} attempts failed)"
         lines.append(line + (f"; first: {each['first_failure']}" if each["first_failure"] else ""))
     over = [name for name, each in report.items() if each["longest_s"] >= limit]

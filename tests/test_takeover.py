@@ -193,6 +193,38 @@ def test_locations_carried_by_the_inventory_and_a_media_root_lose_nothing_and_a_
     assert survey.site_locations(proxied, "wiki.nurcrm.kg", carried) == []  # another name's server
 
 
+def test_the_servers_own_directives_are_kept_by_variable_taken_along_or_named():
+    """Server-level directives: a larger upload limit than the bundle's is LOST (413) until the inventory's
+    nginx_client_max_body_size allows it; a root or index every location inherits goes along with a carried
+    location; the rest is named, not carried. A location's own root wins over the server's."""
+    site = HANDMADE_SITE.replace(
+        "server_name app.nurcrm.kg;  # the CRM",
+        "server_name app.nurcrm.kg;\n    client_max_body_size 20M;\n    root /var/www/crm;\n    index index.html;\n"
+        "    gzip on;\n    ssl_certificate /etc/ssl/crm.pem;\n    add_header X-Frame-Options DENY;",
+    ).replace("root /var/www/nurcrm-frontend;", "")
+    settings = survey.site_settings(site, "app.nurcrm.kg", {"client_max_body_size": "1m"})
+    assert [(e["setting"], e["lost"], e["carried"]) for e in settings] == [
+        ("client_max_body_size 20M", True, {"nginx_client_max_body_size": "20M"}),
+        ("gzip on; add_header X-Frame-Options DENY", False, None),
+    ]  # fmt: skip
+    assert settings[0]["fate"].startswith("LOST (the bundle's is 1m: larger requests get 413)")
+    for enough in ("20m", "64M", "1g", "0"):  # as large, larger, or no limit at all
+        kept = survey.site_settings(site, "app.nurcrm.kg", {"client_max_body_size": enough})[0]
+        assert not kept["lost"] and kept["fate"].startswith("kept"), (enough, kept)
+    assert survey.site_settings(site.replace("20M", "0"), "app.nurcrm.kg", {"client_max_body_size": "64m"})[0]["lost"]
+    located = {e["location"]: e for e in survey.site_locations(site, "app.nurcrm.kg", {"carried": set(),
+                                                                                        "media_root": ""})}  # fmt: skip
+    assert located["/"]["carried"]["directives"] == [
+        "root /var/www/crm",
+        "index index.html",
+        "try_files $uri /index.html",
+    ]
+    assert located["= /robots.txt"]["carried"]["directives"][:2] == ["root /var/www/crm", "index index.html"]
+    media = survey.site_locations(site, "app.nurcrm.kg", {"carried": set(), "media_root": "/m"})
+    assert [e["media_from"] for e in media if e["location"] == "/media/"] == ["/home/nur/app/media"]  # alias wins
+    assert survey.site_settings(HANDMADE_SITE, "app.nurcrm.kg", {"client_max_body_size": "1m"}) == []
+
+
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server (scripts/setup.sh)")
 def test_redis_clients_are_named_by_their_program_and_the_apps_told_apart(tmp_path):
     """A real Redis with two programs connected: a worker of another program (a Celery stand-in) and an app

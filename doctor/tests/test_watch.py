@@ -14,10 +14,11 @@ def test_a_window_runs_from_the_first_failure_to_the_next_success_and_one_left_o
     probe = Probe("GET /", None, [(10.0, True, ""), (10.5, False, "x"), (11.0, False, "y"), (12.5, True, "")])
     probe.attempts += [(13.0, False, "z")]
     watch = Watch([probe])
-    watch.started, watch.ended = 10.0, 14.0
+    watch.started, watch.ended, watch.clock = 10.0, 14.0, 1796601600.0  # 2026-12-07 00:00:00 UTC
     assert watch.windows(probe) == [(0.5, 2.5), (3.0, 4.0)]
     assert watch.report()["GET /"] == {
         "attempts": 5, "failures": 3, "longest_s": 2.0, "failed_s": 3.0, "first_failure": "x",
+        "windows": [["00:00:00", 2.0], ["00:00:03", 1.0]],
     }  # fmt: skip
 
 
@@ -72,15 +73,19 @@ def test_a_server_stopped_for_a_second_is_one_window_of_about_a_second():
 
 def test_the_report_names_each_probes_longest_window_and_whether_it_kept_to_the_limit():
     report = {
-        "GET /": {"attempts": 400, "failures": 0, "longest_s": 0.0, "failed_s": 0.0, "first_failure": ""},
+        "GET /": {
+            "attempts": 400, "failures": 0, "longest_s": 0.0, "failed_s": 0.0, "first_failure": "", "windows": [],
+        },
         "handshake /ws/cafe/tables/": {
             "attempts": 380, "failures": 18, "longest_s": 10.2, "failed_s": 11.0, "first_failure": "HTTP 500",
+            "windows": [["23:25:10", 10.2], ["23:26:00", 0.8]],
         },
     }  # fmt: skip
     lines = describe(["ansible-playbook", "site.yml"], 0, report, 120.4).splitlines()
     assert lines[0] == "While `ansible-playbook site.yml` ran (120.4 s, exit status 0), the site failed to answer:"
     assert lines[1].split() == "GET / longest 0.0 s, in all 0.0 s (0 of 400 attempts failed)".split()
-    assert lines[2].endswith("longest 10.2 s, in all 11.0 s (18 of 380 attempts failed); first: HTTP 500")
+    assert lines[2].endswith("longest 10.2 s (from 23:25:10 UTC), in all 11.0 s (18 of 380 attempts failed); first: "
+                             "HTTP 500")  # fmt: skip
     assert lines[3] == "Over the limit of 10 s: handshake /ws/cafe/tables/"
     report["handshake /ws/cafe/tables/"]["longest_s"] = 9.9
     assert describe(["true"], 0, report, 1.0).splitlines()[-1] == "Within the limit of 10 s."

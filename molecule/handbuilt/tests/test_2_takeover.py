@@ -29,8 +29,8 @@ ROWS = (
 # What the plan must name: the code with its .env, the venv, the unit, the site, the database and its role, Redis
 # (Debian's configuration, which loses nothing, and the CRM's data in it, which blocks).
 PLAN = (
-    f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) with uploads (media/) -> removed by "
-    "the app role",
+    f"app: {APP_DIR}: a Django project with a .env (the running app's secrets) with uploads (media/) -> removed after "
+    "the roll, once the bundle's release serves",
     "app: /home/nur/venv: a virtualenv -> removed after the roll, once the bundle's release serves",
     "asgi: /etc/systemd/system/gunicorn.service: a unit of its own (/home/nur/venv/bin/gunicorn core.asgi:application",
     "nginx: /etc/nginx/sites-enabled/nurcrm: a site for app.nurcrm.test with locations",
@@ -39,6 +39,8 @@ PLAN = (
     "location /api/: LOST unless carried over",
     "location /media/: LOST: set nurcrm_media_root",
     "location /ws/: answered by the bundle's WebSocket proxy",
+    "server client_max_body_size 20M: LOST (the bundle's is 1m: larger requests get 413) unless "
+    "nginx_client_max_body_size",
     "postgresql: database nurcrm_prod: a database with the operator's rows -> left as is, but the app is pointed "
     "at database nurcrm instead (set nurcrm_database: nurcrm_prod to keep using it)",
     "postgresql: role nur: a database role made by hand -> its password reset to the vault's",
@@ -49,10 +51,11 @@ PLAN = (
     "clients connected, of which not the app's: redis-cli (pid ",
 )
 
-# What the plan says the inventory needs for this server: the CRM's database, and the site's locations as the
-# plan suggests them.
+# What the plan says the inventory needs for this server: the CRM's database, its upload limit, and the site's
+# locations as the plan suggests them.
 CARRIED = {
     "nurcrm_database": "nurcrm_prod",
+    "nginx_client_max_body_size": "20M",
     "nurcrm_media_root": "/var/lib/nurcrm/media",
     "nginx_extra_locations": [
         {
@@ -124,7 +127,9 @@ def test_the_takeover_backs_everything_up_and_the_undo_puts_back_what_a_run_chan
     assert rc != 0 and "nothing was changed: app.nurcrm.test would no longer answer /, /api/, /media/" in said
     assert "Redis would refuse its other clients (redis-cli (pid " in said, output[-3000:]
     assert "the app would start on a new, empty database nurcrm while nurcrm_prod hold" in said, output[-3000:]
+    assert "would refuse what the site accepts today (client_max_body_size 20M)" in said, output[-3000:]
     assert "location: /api/" in output and "try_files $uri /index.html" in output, output[-3000:]
+    assert "nginx_client_max_body_size: 20M" in output, output[-3000:]
     assert not host.file(MARKER).exists and (host.check_output(CHECKSUMS), host.check_output(ROWS)) == before
     carried = yaml.safe_load((Path(inventory) / "group_vars" / "all" / "vars.yml").read_text()) | CARRIED
     (Path(inventory) / "group_vars" / "all" / "vars.yml").write_text(yaml.safe_dump(carried))

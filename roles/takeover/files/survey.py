@@ -67,7 +67,8 @@ def home_findings(user, home, removed, kept):
         if name in SKELETON and not os.path.islink(path) and read(path) == read(os.path.join("/etc/skel", name)):
             continue  # Debian's own copy: nothing of the operator's in it
         what = describe_home_entry(path)
-        action = "removed after the roll, once the bundle's release serves" if name in removed else "kept (the bundle's release does not use it)"
+        removed_as = "removed after the roll, once the bundle's release serves"
+        action = removed_as if name in removed else "kept (the bundle's release does not use it)"
         found.append(finding("app", path, what, action, [path], blocks=name in removed))
     try:
         shell = pwd.getpwnam(user).pw_shell
@@ -249,19 +250,32 @@ def media_folder(spec, directives):
     return ""
 
 
+def domain_servers(tree, domain):
+    """The site's servers for the domain: its TLS ones when it has any (the plain-HTTP server mostly redirects)."""
+    servers = [s for s in nginx_servers(tree) if any(w[0] == "server_name" and domain in w[1:] for w, _ in s)]
+    return [s for s in servers if any(w[0] == "listen" and "ssl" in w for w, _ in s)] or servers
+
+
+# Server-level directives every location inherits unless it sets its own: a carried location takes them along.
+INHERITED = ("root", "index")
+# Server-level directives the bundle's server sets itself, by its own variables (TLS, names, listening).
+SERVER_OWN = ("listen", "server_name", "ssl_certificate", "ssl_certificate_key", "location", *INHERITED)
+
+
 def site_locations(text, domain, bundle):
-    """Each location of the site's servers for the domain, in order, with its fate. When the domain has a TLS
-    server, its locations are the ones served (the plain-HTTP server mostly redirects to it)."""
+    """Each location of the site's servers for the domain, in order, with its fate; a location carried over takes
+    the server's root and index along where it has none of its own."""
     tree = nginx_blocks(nginx_tokens(text))
     upstreams = {words[1] for words, children in tree if children is not None and words[0] == "upstream"}
-    servers = [s for s in nginx_servers(tree) if any(w[0] == "server_name" and domain in w[1:] for w, _ in s)]
-    tls = [s for s in servers if any(w[0] == "listen" and "ssl" in w for w, _ in s)]
     found = {}
-    for server in tls or servers:
+    for server in domain_servers(tree, domain):
+        inherited = [" ".join(words) for words, children in server if children is None and words[0] in INHERITED]
         for words, children in server:
             if words[0] == "location" and children is not None:
-                directives = [nginx_render(*child) for child in children]
-                found[" ".join(words[1:])] = (directives, to_the_app(directives, upstreams))
+                own = [nginx_render(*child) for child in children]
+                kinds = {o.split()[0] for o in own} | ({"root"} if any(o.startswith("alias ") for o in own) else set())
+                directives = [d for d in inherited if d.split()[0] not in kinds] + own
+                found[" ".join(words[1:])] = (directives, to_the_app(own, upstreams))
     bundle = {**bundle, "root_replaced": "/" in found and not found["/"][1]}
     located = []
     for spec, (directives, to_app) in found.items():
@@ -272,7 +286,39 @@ def site_locations(text, domain, bundle):
     return located
 
 
-def nginx_findings(domain, site_file, nginx="/etc/nginx", carried=(), media_root=""):
+def nginx_size(value):
+    """An nginx size (`20M`, `512k`, `1g`, bytes) in bytes; 0 (no limit) stays 0."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", value.strip())
+    return int(match[1]) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[match[2].lower()] if match else 0
+
+
+def site_settings(text, domain, bundle):
+    """The site's server-level directives for the domain, each with its fate in the bundle's server: a larger
+    client_max_body_size is LOST (larger requests get 413) unless `bundle["client_max_body_size"]` (the
+    inventory's nginx_client_max_body_size) allows it; the others are named, not carried."""
+    settings, others = [], []
+    for server in domain_servers(nginx_blocks(nginx_tokens(text)), domain):
+        for words, children in server:
+            if children is not None or words[0] in SERVER_OWN:
+                continue
+            if words[0] == "client_max_body_size" and len(words) == 2:
+                ours, theirs = bundle["client_max_body_size"], words[1]
+                if nginx_size(ours) and (not nginx_size(theirs) or nginx_size(theirs) > nginx_size(ours)):
+                    fate = f"LOST (the bundle's is {ours}: larger requests get 413) unless nginx_client_max_body_size"
+                    setting = {"nginx_client_max_body_size": theirs}
+                    settings.append({"setting": " ".join(words), "fate": fate, "lost": True, "carried": setting})
+                else:
+                    fate = f"kept: the bundle's nginx_client_max_body_size ({ours}) allows it"
+                    settings.append({"setting": " ".join(words), "fate": fate, "lost": False, "carried": None})
+            elif " ".join(words) not in others:
+                others.append(" ".join(words))
+    if others:
+        fate = "not carried: the bundle's server sets its own TLS, logs and headers (docs/takeover.md)"
+        settings.append({"setting": "; ".join(others), "fate": fate, "lost": False, "carried": None})
+    return settings
+
+
+def nginx_findings(domain, site_file, nginx="/etc/nginx", carried=(), media_root="", client_max_body_size="1m"):
     """Sites that serve the domain or claim default_server. For the domain's site, each location's fate in the
     bundle's server (site_locations), given the locations the inventory carries over and its media root."""
     found = []
@@ -303,6 +349,8 @@ def nginx_findings(domain, site_file, nginx="/etc/nginx", carried=(), media_root
                 extra["site_off"] = path
                 extra["locations"] = site_locations(text, domain, {"carried": set(carried), "media_root": media_root})
                 action += "".join(f"\n    location {each['location']}: {each['fate']}" for each in extra["locations"])
+                extra["settings"] = site_settings(text, domain, {"client_max_body_size": client_max_body_size})
+                action += "".join(f"\n    server {each['setting']}: {each['fate']}" for each in extra["settings"])
             else:
                 action = f"kept, but its default_server ({', '.join(defaults)}) clashes with the bundle's"
             found.append(finding("nginx", path, what, action, paths, **extra))
@@ -346,7 +394,8 @@ def redis_findings(port, layer_prefix, conf="/etc/redis/redis.conf"):
             "redis",
             conf,
             "Debian's redis.conf" if debians else "Redis configured by hand" + (" with a password" if password else ""),
-            "rewritten: the bundle's ACL users, and the default user as the hand-made clients use it until the bundle's release serves; then any other client gets NOAUTH",
+            "rewritten: the bundle's ACL users, and the default user as the hand-made clients use it until the "
+            "bundle's release serves; then any other client gets NOAUTH",
             paths,
             blocks=not debians,
         )
@@ -492,8 +541,9 @@ def survey(args):
         found += unit_findings(args.service)
     if "web" in groups:
         found += nginx_findings(
-            args.domain, args.site_file, carried=json.loads(args.carried), media_root=args.media_root
-        )
+            args.domain, args.site_file, carried=json.loads(args.carried), media_root=args.media_root,
+            client_max_body_size=args.client_max_body_size,
+        )  # fmt: skip
     if "redis" in groups:
         found += redis_findings(args.redis_port, args.layer_prefix)
     if "db" in groups:
@@ -514,6 +564,7 @@ def main():
     parser.add_argument("--site-file", default="/etc/nginx/conf.d/nurcrm.conf")
     parser.add_argument("--carried", default="[]", help="the locations of nginx_extra_locations, a JSON list")
     parser.add_argument("--media-root", default="", help="where the bundle's /media/ serves from, if anywhere")
+    parser.add_argument("--client-max-body-size", default="1m", help="the bundle's nginx_client_max_body_size")
     parser.add_argument("--redis-port", type=int, default=6379)
     parser.add_argument("--layer-prefix", default="asgi")
     parser.add_argument("--database", default="nurcrm")
