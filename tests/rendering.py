@@ -1,6 +1,5 @@
-"""A role's template rendered by Ansible itself (the template module, on this machine), with the role's defaults,
-the bundle's wiring of the role's own names that are plain values, and the variables a test gives: what the role
-would write on a host."""
+"""A role's template rendered by Ansible itself (the template module, on this machine), with the role's defaults
+and the variables a test gives: what the role would write on a host."""
 
 import json
 import subprocess
@@ -13,11 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def render(tmp_path, role, template, **variables):
-    """roles/<role>/templates/<template> with roles/<role>/defaults/main.yml, the wiring's plain `<role>_*` values
-    (playbooks/group_vars/all/wiring.yml) and `variables` over them."""
-    wiring = yaml.safe_load((ROOT / "playbooks" / "group_vars" / "all" / "wiring.yml").read_text())
-    wired = {k: v for k, v in wiring.items() if k.startswith(f"{role}_") and "{{" not in json.dumps(v)}
-    values = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) | wired | variables
+    """roles/<role>/templates/<template> with roles/<role>/defaults/main.yml and `variables` over them."""
+    values = yaml.safe_load((ROOT / "roles" / role / "defaults" / "main.yml").read_text()) | variables
     (tmp_path / "vars.json").write_text(json.dumps(values))
     dest = tmp_path / Path(template).with_suffix("").name
     src = ROOT / "roles" / role / "templates" / template
