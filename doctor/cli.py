@@ -258,14 +258,13 @@ def watched(args):
         return CANNOT_LOOK
     token = token or facts.on(facts.session_host).probe.get("token")
     status, found, seconds = watch_command(facts.site, token, args.command)
+    over = [name for name, each in found.items() if each["longest_s"] >= LIMIT_S]
     if args.json:
-        over = [name for name, each in found.items() if each["longest_s"] >= LIMIT_S]
         data = {"command": args.command, "status": status, "seconds": seconds, "url": facts.site.url(),
                 "limit_s": LIMIT_S, "over_limit": over, "interruption": found}  # fmt: skip
         print(json.dumps(data, indent=2))
     else:
         print(describe(args.command, status, found, seconds))
-    over = any(each["longest_s"] >= LIMIT_S for each in found.values())
     return status or (BROKEN if over else HEALTHY)
 
 

@@ -281,8 +281,9 @@ def site_locations(text, domain, bundle):
     for spec, (directives, to_app) in found.items():
         fate, carried, lost = location_fate(spec, directives, to_app, bundle)
         located.append({"location": spec, "fate": fate, "carried": carried, "lost": lost})
-        if spec == "/media/" and bundle["media_root"] and media_folder(spec, directives):
-            located[-1]["media_from"] = media_folder(spec, directives)
+        folder = media_folder(spec, directives) if spec == "/media/" and bundle["media_root"] else ""
+        if folder:
+            located[-1]["media_from"] = folder
     return located
 
 
